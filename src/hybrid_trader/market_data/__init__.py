@@ -1,0 +1,1 @@
+"""Market data: the exchange calendar, the synthetic market, CSV parsing and validation."""

@@ -1,0 +1,219 @@
+"""The embedded default market: seeded, synthetic, NQ-like 1-minute bars.
+
+SYNTHETIC DATA. Nothing here is a real market. It exists so the pipeline runs
+end to end with no data of the user's, and so that market regimes are known
+(hidden from the agent) for evaluation.
+
+Model, per trading day of the CME equity calendar:
+
+* a hidden regime from a persistent Markov chain over :data:`REGIMES`
+  (stay with probability ``regime_persistence``, else move to another regime
+  uniformly);
+* 1-minute log returns ``r_t = mu + phi (r_{t-1} - mu) - kappa x_{t-1} + s_t e_t``
+  where ``x`` is the log move since the session's first bar, ``mu`` the regime's
+  drift, ``phi`` its short-term autocorrelation, ``kappa`` its pull back to the
+  open (ranging days), ``e_t`` Student-t(5) noise with unit variance and ``s_t``
+  the regime's volatility times a U-shaped intraday profile;
+* an overnight gap between sessions; highs/lows extend beyond open/close by a
+  half-normal excursion; all prices on the tick grid;
+* volume proportional to the intraday volatility profile and to the size of
+  the bar's shock, with log-normal noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from hybrid_trader.market_data.calendar import expected_bar_times, trading_sessions
+
+__all__ = ["REGIMES", "RegimeDynamics", "SyntheticMarketConfig", "generate_synthetic_bars"]
+
+REGIMES = ("trending_up", "trending_down", "ranging", "volatile")
+
+
+@dataclass(frozen=True)
+class RegimeDynamics:
+    """How one regime shapes a day.
+
+    Attributes:
+        drift_sigmas: Expected open-to-close move, in units of the daily volatility.
+        autocorrelation: AR(1) coefficient ``phi`` of 1-minute returns.
+        vol_scale: Multiplier on the base daily volatility.
+        mean_reversion: Per-minute fraction ``kappa`` of the move since the open pulled back.
+    """
+
+    drift_sigmas: float
+    autocorrelation: float
+    vol_scale: float
+    mean_reversion: float
+
+
+def _default_dynamics() -> dict[str, RegimeDynamics]:
+    return {
+        "trending_up": RegimeDynamics(1.2, 0.08, 1.0, 0.0),
+        "trending_down": RegimeDynamics(-1.2, 0.08, 1.1, 0.0),
+        "ranging": RegimeDynamics(0.0, -0.15, 0.75, 0.01),
+        "volatile": RegimeDynamics(0.0, 0.0, 1.7, 0.0),
+    }
+
+
+@dataclass(frozen=True)
+class SyntheticMarketConfig:
+    """Parameters of the synthetic market (see the module docstring for the model).
+
+    Attributes:
+        n_days: Number of trading sessions to generate.
+        seed: Seed of the random generator; equal seeds give equal bars.
+        start_date: First calendar date considered (the first session is on or after it).
+        start_price: Open of the first bar, in index points.
+        tick_size: Price grid, in index points.
+        daily_vol: Base standard deviation of a session's log return.
+        overnight_vol: Standard deviation of the overnight gap, as a log return.
+        regime_persistence: Probability that tomorrow's regime equals today's.
+        base_volume: Mean contracts per bar at a volatility-profile value of 1.
+        symbol: Symbol written on every bar.
+        dynamics: Per-regime :class:`RegimeDynamics`.
+    """
+
+    n_days: int = 60
+    seed: int = 7
+    start_date: str = "2024-01-02"
+    start_price: float = 20_000.0
+    tick_size: float = 0.25
+    daily_vol: float = 0.011
+    overnight_vol: float = 0.004
+    regime_persistence: float = 0.8
+    base_volume: float = 1_500.0
+    symbol: str = "NQ-SYNTH"
+    dynamics: dict[str, RegimeDynamics] = field(default_factory=_default_dynamics)
+
+    def __post_init__(self) -> None:
+        if self.n_days < 1:
+            raise ValueError(f"n_days must be >= 1, got {self.n_days}")
+        if not 0.0 <= self.regime_persistence <= 1.0:
+            raise ValueError("regime_persistence must be in [0, 1]")
+        if set(self.dynamics) != set(REGIMES):
+            raise ValueError(f"dynamics must define exactly {REGIMES}")
+        if self.start_price <= 0 or self.tick_size <= 0 or self.daily_vol <= 0:
+            raise ValueError("start_price, tick_size and daily_vol must be > 0")
+
+
+def intraday_vol_profile(minutes_from_window_start: np.ndarray) -> np.ndarray:
+    """U-shaped volatility multiplier by minute since 08:30 ET.
+
+    Quiet pre-open hour, a spike at the 09:30 cash open decaying to a midday
+    low, a rise into the 16:00 cash close, then a quiet last hour.
+    """
+    m = np.asarray(minutes_from_window_start, dtype=float)
+    rth_fraction = (m - 60.0) / 390.0  # 0 at 09:30, 1 at 16:00
+    in_rth = (rth_fraction >= 0) & (rth_fraction < 1)
+    x = np.clip(rth_fraction, 0.0, 1.0)
+    rth = 0.6 + 1.0 * np.exp(-x / 0.08) + 0.6 * np.exp(-(1.0 - x) / 0.1)
+    return np.where(in_rth, rth, np.where(m < 60, 0.45, 0.4))
+
+
+def _regime_path(rng: np.random.Generator, n_days: int, persistence: float) -> np.ndarray:
+    k = len(REGIMES)
+    regimes = np.empty(n_days, dtype=np.int64)
+    regimes[0] = rng.integers(k)
+    stays = rng.random(n_days) < persistence
+    jumps = rng.integers(1, k, size=n_days)  # offset to a *different* regime
+    for d in range(1, n_days):
+        regimes[d] = regimes[d - 1] if stays[d] else (regimes[d - 1] + jumps[d]) % k
+    return regimes
+
+
+def generate_synthetic_bars(config: SyntheticMarketConfig | None = None) -> pd.DataFrame:
+    """Generate the synthetic market.
+
+    Args:
+        config: Market parameters; defaults to :class:`SyntheticMarketConfig()`.
+
+    Returns:
+        One row per bar: ``timestamp`` (bar start, tz-aware UTC), ``open``,
+        ``high``, ``low``, ``close`` (float, on the tick grid), ``volume``
+        (int), ``symbol``, and ``regime`` (the day's hidden regime name, for
+        evaluation only; never a feature).
+    """
+    cfg = config or SyntheticMarketConfig()
+    rng = np.random.default_rng(cfg.seed)
+    sessions = trading_sessions(cfg.start_date, cfg.n_days)
+    n_days = len(sessions)
+    bar_times = [expected_bar_times(s) for s in sessions.itertuples()]
+    width = max(len(t) for t in bar_times)
+    minutes = np.array(
+        [((t - s.window_start).total_seconds() / 60.0) for s, t in zip(sessions.itertuples(), bar_times)],
+        dtype=object,
+    )
+
+    regime_idx = _regime_path(rng, n_days, cfg.regime_persistence)
+    dyn = [cfg.dynamics[REGIMES[i]] for i in regime_idx]
+    drift_sig = np.array([d.drift_sigmas for d in dyn])
+    phi = np.array([d.autocorrelation for d in dyn])
+    vol_scale = np.array([d.vol_scale for d in dyn]) * rng.lognormal(0.0, 0.15, n_days)
+    kappa = np.array([d.mean_reversion for d in dyn])
+
+    minute_grid = np.full((n_days, width), np.nan)
+    for d, m in enumerate(minutes):
+        minute_grid[d, : len(m)] = m
+    valid = ~np.isnan(minute_grid)
+    profile = np.where(valid, intraday_vol_profile(np.nan_to_num(minute_grid)), 0.0)
+
+    # Normalise so a full regular session has variance daily_vol**2 at vol_scale 1.
+    full_day_profile = intraday_vol_profile(np.arange(510.0))
+    per_minute = cfg.daily_vol / np.sqrt(np.sum(full_day_profile**2))
+    sigma = per_minute * vol_scale[:, None] * profile
+    shocks = rng.standard_t(5, size=(n_days, width)) / np.sqrt(5.0 / 3.0)
+    drift = (drift_sig * cfg.daily_vol * vol_scale / 510.0)[:, None] * valid
+
+    log_move = np.zeros((n_days, width))
+    prev_r = np.zeros(n_days)
+    x = np.zeros(n_days)
+    for t in range(width):  # recursion over minutes, vectorised across days
+        r = drift[:, t] + phi * (prev_r - drift[:, t]) - kappa * x + sigma[:, t] * shocks[:, t]
+        r = np.where(valid[:, t], r, 0.0)
+        x = x + r
+        log_move[:, t] = x
+        prev_r = r
+
+    gaps = rng.normal(0.0, cfg.overnight_vol, n_days)
+    gaps[0] = 0.0
+    day_close_move = np.array([log_move[d, valid[d]][-1] for d in range(n_days)])
+    day_open_log = np.log(cfg.start_price) + np.cumsum(gaps + np.concatenate([[0.0], day_close_move[:-1]]))
+
+    close_log = day_open_log[:, None] + log_move
+    open_log = np.concatenate([day_open_log[:, None], close_log[:, :-1]], axis=1)
+    up_wick = np.abs(rng.normal(0.0, 0.6, (n_days, width))) * sigma
+    down_wick = np.abs(rng.normal(0.0, 0.6, (n_days, width))) * sigma
+    high_log = np.maximum(open_log, close_log) + up_wick
+    low_log = np.minimum(open_log, close_log) - down_wick
+
+    def on_tick(log_price: np.ndarray) -> np.ndarray:
+        return np.round(np.exp(log_price) / cfg.tick_size) * cfg.tick_size
+
+    o, c = on_tick(open_log), on_tick(close_log)
+    h = np.maximum(on_tick(high_log), np.maximum(o, c))
+    lo = np.minimum(on_tick(low_log), np.minimum(o, c))
+
+    shock_size = 0.5 + 0.5 * np.abs(shocks)
+    vol_noise = rng.lognormal(0.0, 0.25, (n_days, width))
+    volume = np.maximum(1, np.round(cfg.base_volume * profile * vol_scale[:, None] * shock_size * vol_noise))
+
+    flat = valid.ravel()
+    timestamps = pd.DatetimeIndex(np.concatenate([t.tz_convert("UTC") for t in bar_times]))
+    day_regime = np.repeat(np.array(REGIMES, dtype=object)[regime_idx], valid.sum(axis=1))
+    return pd.DataFrame(
+        {
+            "timestamp": timestamps,
+            "open": o.ravel()[flat],
+            "high": h.ravel()[flat],
+            "low": lo.ravel()[flat],
+            "close": c.ravel()[flat],
+            "volume": volume.ravel()[flat].astype(np.int64),
+            "symbol": cfg.symbol,
+            "regime": day_regime,
+        }
+    )

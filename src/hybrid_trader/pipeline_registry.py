@@ -1,0 +1,30 @@
+"""The project's pipelines, and ``__default__``: all of them, raw bars to reports."""
+
+from __future__ import annotations
+
+from kedro.framework.project import find_pipelines
+from kedro.pipeline import Pipeline
+
+# Order of the end-to-end run; each name is a folder under ``pipelines/``.
+PIPELINE_ORDER = (
+    "data_ingestion",
+    "feature_engineering",
+    "data_split",
+    "phase2",
+    "phase3",
+    "evaluation",
+)
+
+
+def register_pipelines() -> dict[str, Pipeline]:
+    """Register every pipeline folder and the ``__default__`` composition.
+
+    Returns:
+        A mapping from pipeline names to ``Pipeline`` objects.
+    """
+    pipelines = find_pipelines(raise_errors=True)
+    # start= keeps sum() working with kedro-mlflow's PipelineML objects.
+    pipelines["__default__"] = sum(
+        (pipelines[name] for name in PIPELINE_ORDER if name in pipelines), start=Pipeline([])
+    )
+    return pipelines

@@ -1,0 +1,1 @@
+"""One folder per pipeline; each exports ``create_pipeline``."""
