@@ -47,7 +47,7 @@ RULES: dict[str, Rule] = {
         Rule("high_below_low", "error", "High >= low on every bar."),
         Rule(
             "price_scale", "repair",
-            "A bar whose close differs from the series median by a factor >= price_scale_factor "
+            "A bar with a price that differs from the series median close by a factor >= price_scale_factor "
             "(~100x corruption) is dropped; its minute then counts as a missing bar.",
         ),
         Rule("open_close_outside_range", "repair", "Open or close outside [low, high]; high/low widened to include them."),

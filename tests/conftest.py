@@ -1,0 +1,35 @@
+"""Shared fixtures: small bar tables written as the files users bring."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hybrid_trader.market_data.synthetic import SyntheticMarketConfig, generate_synthetic_bars
+
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def two_day_bars() -> pd.DataFrame:
+    """Two full synthetic sessions (2024-03-08 EST and 2024-03-11 EDT, across DST)."""
+    bars = generate_synthetic_bars(SyntheticMarketConfig(n_days=2, seed=3, start_date="2024-03-08"))
+    return bars.drop(columns=["regime"])
+
+
+def to_plain_csv(bars: pd.DataFrame, path: Path, *, local_offsets: bool = True) -> Path:
+    """Write bars as a plain ``timestamp,open,high,low,close,volume`` file.
+
+    With ``local_offsets`` the timestamps carry New York offsets, so a file that
+    spans a DST change mixes -05:00 and -04:00.
+    """
+    ts = bars["timestamp"].dt.tz_convert("America/New_York") if local_offsets else bars["timestamp"]
+    out = bars.assign(timestamp=ts.map(lambda t: t.isoformat()))
+    out[["timestamp", "open", "high", "low", "close", "volume"]].to_csv(path, index=False)
+    return path

@@ -1,0 +1,253 @@
+"""Every validation rule, exercised by a small bad file through the real dataset."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hybrid_trader.datasets import BarsCSVDataset
+from hybrid_trader.market_data.clean import BAR_COLUMNS, CleaningConfig, ingest_bars
+from hybrid_trader.market_data.quality import DataQualityError
+from tests.conftest import to_plain_csv
+
+
+def _ingest(path: Path, **config):
+    raw = BarsCSVDataset(filepath=str(path)).load()
+    return ingest_bars(raw, CleaningConfig(**config), source=raw.attrs["source"])
+
+
+def _write(frame: pd.DataFrame, path: Path) -> Path:
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _plain_frame(bars: pd.DataFrame) -> pd.DataFrame:
+    ts = bars["timestamp"].dt.tz_convert("America/New_York").map(lambda t: t.isoformat())
+    return bars.assign(timestamp=ts)[["timestamp", "open", "high", "low", "close", "volume"]].reset_index(drop=True)
+
+
+def test_clean_file_round_trips_unchanged(tmp_path, two_day_bars):
+    result = _ingest(to_plain_csv(two_day_bars, tmp_path / "bars.csv"))
+    bars = result.bars
+    assert list(bars.columns) == BAR_COLUMNS
+    assert len(bars) == len(two_day_bars) == 2 * 510
+    assert bars["timestamp"].notna().all()
+    np.testing.assert_array_equal(bars["close"].to_numpy(), two_day_bars["close"].to_numpy())
+    pd.testing.assert_index_equal(
+        pd.DatetimeIndex(bars["timestamp"]).tz_convert("UTC"), pd.DatetimeIndex(two_day_bars["timestamp"])
+    )
+    report = result.report
+    assert report["rows_in"] == report["rows_out"] == 1020
+    assert all(rule["count"] == 0 for rule in report["rules"].values())
+    assert report["sessions"]["kept"] == 2 and not report["sessions"]["dropped"]
+
+
+def test_missing_column_names_file_and_rule(tmp_path, two_day_bars):
+    path = _write(_plain_frame(two_day_bars).drop(columns=["volume"]), tmp_path / "no_volume.csv")
+    with pytest.raises(DataQualityError, match=r"no_volume\.csv: rule 'required_columns'.*volume"):
+        _ingest(path)
+
+
+def test_unparseable_timestamp_names_the_file_row(tmp_path, two_day_bars):
+    frame = _plain_frame(two_day_bars)
+    frame.loc[5, "timestamp"] = "2024-03-08 9:35 in the morning"
+    with pytest.raises(DataQualityError, match=r"bad_ts\.csv, row 7: rule 'unparseable_timestamp'") as err:
+        _ingest(_write(frame, tmp_path / "bad_ts.csv"))
+    assert err.value.row == 7  # header is line 1, frame row 5 is line 7
+
+
+def test_unparseable_price_is_an_error(tmp_path, two_day_bars):
+    frame = _plain_frame(two_day_bars).astype({"close": object})
+    frame.loc[3, "close"] = "n/a"
+    with pytest.raises(DataQualityError, match=r"row 5: rule 'unparseable_value'.*'close'"):
+        _ingest(_write(frame, tmp_path / "bad_value.csv"))
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "rule"),
+    [("low", 0.0, "non_positive_price"), ("volume", -3, "negative_volume"), ("high", 1.0, "high_below_low")],
+)
+def test_error_rules_stop_the_run(tmp_path, two_day_bars, column, value, rule):
+    frame = _plain_frame(two_day_bars)
+    if rule == "high_below_low":
+        frame.loc[10, "high"] = frame.loc[10, "low"] - 1.0
+    else:
+        frame.loc[10, column] = value
+    with pytest.raises(DataQualityError, match=rf"row 12: rule '{rule}'"):
+        _ingest(_write(frame, tmp_path / f"{rule}.csv"))
+
+
+def test_duplicate_timestamp_keeps_first_or_fails_when_strict(tmp_path, two_day_bars):
+    frame = _plain_frame(two_day_bars)
+    dup = frame.iloc[[20]].assign(close=frame.loc[20, "close"] + 1.0, high=frame.loc[20, "high"] + 1.0)
+    frame = pd.concat([frame.iloc[:21], dup, frame.iloc[21:]], ignore_index=True)
+    path = _write(frame, tmp_path / "dup.csv")
+    result = _ingest(path)
+    assert result.report["rules"]["duplicate_timestamp"]["count"] == 1
+    assert result.report["rules"]["duplicate_timestamp"]["rows"] == [23]
+    assert result.bars["close"].iloc[20] == two_day_bars["close"].iloc[20]  # the first row wins
+    assert len(result.bars) == 1020
+    with pytest.raises(DataQualityError, match=r"row 23: rule 'duplicate_timestamp'.*strict"):
+        _ingest(path, strict=True)
+
+
+def test_out_of_order_rows_are_sorted_and_counted(tmp_path, two_day_bars):
+    frame = _plain_frame(two_day_bars)
+    order = list(range(len(frame)))
+    order[100], order[101] = 101, 100
+    path = _write(frame.iloc[order], tmp_path / "swapped.csv")
+    result = _ingest(path)
+    assert result.report["rules"]["out_of_order"]["count"] == 1
+    np.testing.assert_array_equal(result.bars["close"].to_numpy(), two_day_bars["close"].to_numpy())
+    with pytest.raises(DataQualityError, match="out_of_order"):
+        _ingest(path, strict=True)
+
+
+def test_open_close_outside_range_is_widened(tmp_path, two_day_bars):
+    frame = _plain_frame(two_day_bars)
+    frame.loc[30, "open"] = frame.loc[30, "high"] + 2.0
+    result = _ingest(_write(frame, tmp_path / "wide.csv"))
+    assert result.report["rules"]["open_close_outside_range"]["count"] == 1
+    assert result.bars.loc[30, "high"] == frame.loc[30, "open"]
+
+
+def test_price_off_by_100_is_dropped_then_filled_as_a_missing_bar(tmp_path, two_day_bars):
+    frame = _plain_frame(two_day_bars)
+    for col in ("open", "high", "low", "close"):
+        frame.loc[200, col] = frame.loc[200, col] / 100.0
+    result = _ingest(_write(frame, tmp_path / "scaled.csv"))
+    rules = result.report["rules"]
+    assert rules["price_scale"]["count"] == 1 and rules["price_scale"]["rows"] == [202]
+    assert rules["missing_bars"]["count"] == 1
+    bar = result.bars.iloc[200]
+    previous_close = two_day_bars["close"].iloc[199]
+    assert bar["is_filled"] and bar["volume"] == 0
+    assert bar[["open", "high", "low", "close"]].tolist() == [previous_close] * 4
+
+
+def test_short_gap_is_filled_long_gap_drops_the_session(tmp_path, two_day_bars):
+    frame = _plain_frame(two_day_bars)
+    short_gap = frame.drop(index=range(300, 303))  # 3 minutes on day one
+    result = _ingest(_write(short_gap, tmp_path / "short_gap.csv"))
+    assert result.bars["is_filled"].sum() == 3 and len(result.bars) == 1020
+    assert result.report["gaps"] == [
+        {"session_date": "2024-03-08", "start": result.bars["timestamp"].iloc[300].isoformat(),
+         "minutes": 3, "action": "filled"}
+    ]
+    with pytest.raises(DataQualityError, match="missing_bars"):
+        _ingest(tmp_path / "short_gap.csv", strict=True)
+
+    long_gap = frame.drop(index=range(600, 620))  # 20 minutes on day two
+    result = _ingest(_write(long_gap, tmp_path / "long_gap.csv"))
+    assert result.report["sessions"]["kept"] == 1
+    assert result.report["sessions"]["dropped"] == [
+        {"session_date": "2024-03-11", "bars_present": 490, "bars_expected": 510, "longest_gap_minutes": 20}
+    ]
+    assert result.report["rules"]["incomplete_session"]["count"] == 490
+    assert len(result.bars) == 510
+    assert result.report["row_accounting"]["rows_out"] == 510
+
+
+def test_bars_outside_the_session_and_on_holidays_are_filtered(tmp_path, two_day_bars):
+    frame = _plain_frame(two_day_bars)
+    extra = pd.DataFrame(
+        {
+            "timestamp": ["2024-03-08T03:00:00-05:00",   # overnight Globex bar
+                          "2024-03-08T17:30:00-05:00",   # after the close
+                          "2024-03-09T10:00:00-05:00"],  # Saturday
+            "open": 20000.0, "high": 20001.0, "low": 19999.0, "close": 20000.0, "volume": 5,
+        }
+    )
+    result = _ingest(_write(pd.concat([extra, frame], ignore_index=True), tmp_path / "outside.csv"))
+    assert result.report["rules"]["outside_session"]["count"] == 3
+    assert result.report["rules"]["outside_session"]["rows"] == [2, 3, 4]
+    assert len(result.bars) == 1020
+    assert result.report["rules"]["out_of_order"]["count"] == 1  # the Saturday row precedes Friday's bars
+
+
+def test_second_level_data_is_refused_not_dropped(tmp_path, two_day_bars):
+    frame = _plain_frame(two_day_bars)
+    frame.loc[4, "timestamp"] = frame.loc[4, "timestamp"].replace(":00-", ":30-")
+    with pytest.raises(DataQualityError, match="not_minute_bars"):
+        _ingest(_write(frame, tmp_path / "seconds.csv"))
+
+
+def _databento(bars: pd.DataFrame, symbol: str, volume_scale: float = 1.0) -> pd.DataFrame:
+    ts = bars["timestamp"].dt.tz_convert("America/New_York").map(lambda t: t.isoformat())
+    return pd.DataFrame(
+        {
+            "ts_event": ts, "rtype": 33, "publisher_id": 1, "instrument_id": 42,
+            "open": bars["open"], "high": bars["high"], "low": bars["low"], "close": bars["close"],
+            "volume": (bars["volume"] * volume_scale).round().astype(int), "symbol": symbol,
+        }
+    )
+
+
+def test_databento_export_round_trips_with_spreads_months_duplicates_and_dst(tmp_path, two_day_bars):
+    front = _databento(two_day_bars, "NQH4")
+    back = _databento(two_day_bars.iloc[::10], "NQM4", volume_scale=0.05)   # thin next month
+    back = back.assign(close=back["close"] + 150.0, high=back["high"] + 150.0,
+                       open=back["open"] + 150.0, low=back["low"] + 150.0)
+    spread = _databento(two_day_bars.iloc[::50], "NQH4-NQM4")
+    spread[["open", "high", "low", "close"]] = [[-150.0, -149.0, -151.0, -150.0]] * len(spread)
+    duplicate = front.iloc[[77]]
+    export = pd.concat([front, back, spread, duplicate]).sort_values("ts_event", kind="stable")
+    csv_path = tmp_path / "glbx-mdp3-20240308-20240311.ohlcv-1m.csv"
+    export.to_csv(csv_path, index=False)
+    zip_path = tmp_path / "glbx-mdp3.ohlcv-1m.csv.zip"
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        archive.write(csv_path, arcname=csv_path.name)
+
+    offsets = set(export["ts_event"].str[-6:])
+    assert offsets == {"-05:00", "-04:00"}  # the file really mixes offsets
+
+    result = _ingest(zip_path)
+    rules = result.report["rules"]
+    assert rules["calendar_spread"]["count"] == len(spread)
+    assert rules["non_front_contract"]["count"] == len(back)
+    assert rules["duplicate_timestamp"]["count"] == 1
+    bars = result.bars
+    assert bars["timestamp"].notna().all() and len(bars) == 1020
+    assert set(bars["symbol"]) == {"NQH4"}
+    np.testing.assert_array_equal(bars["close"].to_numpy(), two_day_bars["close"].to_numpy())
+    assert str(bars["timestamp"].dt.tz) == "America/New_York"
+    assert result.report["row_accounting"]["rows_in"] == len(export)
+
+
+def test_databento_integer_nanoseconds_and_symbol_root(tmp_path, two_day_bars):
+    export = _databento(two_day_bars, "ESH4")
+    export["ts_event"] = two_day_bars["timestamp"].astype("datetime64[ns, UTC]").astype("int64").astype(str)
+    other = _databento(two_day_bars.iloc[:5], "NQH4")
+    other["ts_event"] = export["ts_event"].iloc[:5]
+    path = _write(pd.concat([export, other]), tmp_path / "two_roots.csv")
+    with pytest.raises(DataQualityError, match="several instruments.*symbol_root"):
+        _ingest(path)
+    result = _ingest(path, symbol_root="ES")
+    assert result.report["rules"]["other_instrument"]["count"] == 5
+    assert len(result.bars) == 1020 and set(result.bars["symbol"]) == {"ESH4"}
+
+
+def test_naive_timestamps_use_the_configured_zone(tmp_path, two_day_bars):
+    frame = _plain_frame(two_day_bars)
+    frame["timestamp"] = two_day_bars["timestamp"].dt.tz_convert("America/New_York").dt.strftime("%Y-%m-%d %H:%M:%S")
+    path = _write(frame, tmp_path / "naive.csv")
+    result = _ingest(path, assume_timezone="America/New_York")
+    assert len(result.bars) == 1020 and result.report["rules"]["outside_session"]["count"] == 0
+    shifted = _ingest(path)  # read as UTC these bars land 4-5 hours early
+    assert shifted.report["rules"]["outside_session"]["count"] > 0
+
+
+def test_missing_file_says_what_to_do(tmp_path):
+    with pytest.raises(Exception, match="does not exist.*raw_bars"):
+        BarsCSVDataset(filepath=str(tmp_path / "nope.csv")).load()
+
+
+def test_bad_cleaning_config_is_rejected():
+    with pytest.raises(ValueError, match="min_session_coverage"):
+        CleaningConfig(min_session_coverage=0)
+    with pytest.raises(TypeError):
+        CleaningConfig(unknown_option=True)
