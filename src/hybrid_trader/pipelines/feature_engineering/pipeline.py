@@ -1,11 +1,24 @@
-"""Wiring of the ``feature_engineering`` pipeline.
+"""Wiring of the ``feature_engineering`` pipeline."""
 
-Registered now so that ``kedro registry list`` and ``kedro run --pipelines=feature_engineering``
-know it; its nodes arrive with the work that builds this stage.
-"""
+from kedro.pipeline import Node, Pipeline
 
-from kedro.pipeline import Pipeline
+from hybrid_trader.pipelines.feature_engineering.nodes import compute_features, describe_observation_layout
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return Pipeline([])
+    return Pipeline(
+        [
+            Node(
+                func=compute_features,
+                inputs=["clean_bars", "trading_sessions"],
+                outputs="bar_features",
+                name="compute_features",
+            ),
+            Node(
+                func=describe_observation_layout,
+                inputs=None,
+                outputs="observation_layout",
+                name="describe_observation_layout",
+            ),
+        ]
+    )

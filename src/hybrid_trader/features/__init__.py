@@ -1,0 +1,1 @@
+"""Bar features, the observation-layout registry and feature scaling."""
