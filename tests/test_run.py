@@ -30,7 +30,7 @@ def project(tmp_path_factory) -> Path:
     shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     (root / "conf" / "local").mkdir()
     (root / "src").mkdir()  # the package itself is imported from the installed project
-    for layer in ("01_raw", "02_intermediate", "03_primary", "08_reporting"):
+    for layer in ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input", "08_reporting"):
         (root / "data" / layer).mkdir(parents=True)
     return root
 
@@ -59,6 +59,20 @@ def test_kedro_run_test_env_writes_bars_report_and_mlflow_run(project):
         statuses = [row[0] for row in db.execute("select status from runs")]
     assert statuses and set(statuses) == {"FINISHED"}
     assert list(project.glob("mlruns/*/*/artifacts/data_quality_report.json"))
+
+
+def test_feature_and_split_pipelines_rerun_from_stored_inputs(project):
+    features = project / "data/04_feature/bar_features.parquet"
+    features.unlink()
+    _kedro(project, "run", "--env", "test", "--pipelines=feature_engineering")
+    assert features.exists()
+    _kedro(project, "run", "--env", "test", "--pipeline=data_split")  # the older flag still works
+    splits = pd.read_parquet(project / "data/05_model_input/day_splits.parquet")
+    assert sorted(splits["split"].unique()) == ["test", "train", "validation"]
+    assert (project / "data/08_reporting/split_summary.md").exists()
+    scaler_versions = list((project / "data/05_model_input/feature_scaler.json").iterdir())
+    assert len(scaler_versions) == 2  # one version per run that fitted it
+    _kedro(project, "run", "--env", "test", "--nodes=scale_features")
 
 
 def test_data_ingestion_pipeline_alone(project):

@@ -33,3 +33,9 @@ def test_trading_sessions_counts_sessions_not_calendar_days():
         "2024-11-25", "2024-11-26", "2024-11-27", "2024-11-28", "2024-11-29",
     ]
     assert sessions["early_close"].tolist() == [False, False, False, True, True]
+
+
+def test_a_session_closing_before_the_cash_open_is_left_out():
+    # Good Friday 2024: CME equity futures traded only until 09:15 ET.
+    dates = set(sessions_between("2024-03-28", "2024-04-01")["session_date"].astype(str))
+    assert dates == {"2024-03-28", "2024-04-01"}

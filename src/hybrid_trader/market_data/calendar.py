@@ -4,7 +4,8 @@ Times are America/New_York. Every session this project uses spans from
 ``window_start`` (08:30, an hour of indicator warm-up) to the exchange close;
 the last bar starts one minute before the close (16:59 on a normal day,
 12:59 on an early close). ``rth_open`` (09:30) is the cash open. A bar's
-timestamp is the start of its minute.
+timestamp is the start of its minute. A session that closes before the cash
+open (Good Friday 2024 closed at 09:15) has nothing to trade and is left out.
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ def _to_sessions(schedule: pd.DataFrame) -> pd.DataFrame:
         sessions["break_start"] = pd.NaT
         sessions["break_end"] = pd.NaT
     sessions["n_expected_bars"] = [len(expected_bar_times(row)) for row in sessions.itertuples()]
+    sessions = sessions.loc[sessions["last_bar"] >= sessions["rth_open"]]
     return sessions[SESSION_COLUMNS].reset_index(drop=True)
 
 
