@@ -1,0 +1,373 @@
+"""The account and market engine: N independent accounts stepped at once with numpy.
+
+It knows nothing of observations (see :mod:`hybrid_trader.env.observation`).
+Every quantity below is per environment; one :meth:`TradingEngine.step`
+advances every environment by one bar.
+
+Timing. The agent decides at the close of bar ``t``; the engine then plays
+bar ``t + 1``:
+
+1. Decision effects at the close of ``t``: a break-even move sets the stop to
+   the entry price; enabling the trailing stop fixes its distance
+   (``trailing_atr_multiple x ATR_t``) and ratchets the stop with ``close_t``.
+2. An entry fills at ``open_{t+1} +/- slippage`` (adverse), with one
+   commission. Its stop and target are placed at ``stop_atr_multiple x ATR_t``
+   and ``target_stop_ratio x`` that distance from the fill (rounded to ticks).
+3. At the open of the session's last bar (16:59, or the early-close bar) an
+   open position is closed at ``open +/- slippage``: the flat deadline.
+4. Otherwise the stop and target are checked against bar ``t+1``'s low/high;
+   when both are touched the stop is assumed (the worse). A stop fills at the
+   stop, or at the open if the bar gapped through it, minus slippage; a target
+   fills at the target (or the better open) without slippage (a resting limit).
+5. Apex trailing drawdown, judged conservatively within the bar: the equity
+   peak first takes the bar's favourable extreme (capped at the target), then
+   the equity at the adverse extreme (capped at the stop fill) is compared with
+   the floor ``min(peak - drawdown_limit, starting_balance)``. Touching the
+   floor is a breach: an open position is liquidated at the adverse extreme
+   minus slippage and the episode ends.
+6. With the trailing stop on, the stop ratchets (never loosens) with
+   ``close_{t+1}`` for the following bar.
+
+Money. ``equity = cash + side x (close - entry) x multiplier x contracts``;
+commission is paid from cash once per fill (entry and exit).
+``reward = (equity_{t+1} - equity_t) x reward_scale - breach_penalty x breach``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hybrid_trader.env.actions import N_ACTIONS, Action
+from hybrid_trader.env.market import MarketData
+
+__all__ = ["EngineConfig", "TradingEngine", "END_REASONS", "EXIT_KINDS", "StepResult"]
+
+END_REASONS = ("none", "drawdown_breach", "session_end", "max_steps", "data_end")
+# How a position was closed: liquidated on a breach, at the flat deadline, by its stop, by its target.
+EXIT_KINDS = ("breach", "deadline", "stop", "target")
+_BREACH, _SESSION_END, _MAX_STEPS, _DATA_END = 1, 2, 3, 4
+_WIN_HISTORY = 10
+_HOLD, _BUY, _SELL = int(Action.HOLD), int(Action.BUY), int(Action.SELL)
+_BREAKEVEN, _TRAIL_ON, _TRAIL_OFF = (int(Action.MOVE_SL_TO_BREAKEVEN), int(Action.ENABLE_TRAILING_STOP),
+                                     int(Action.DISABLE_TRAILING_STOP))
+EPISODE_MODES = ("random_start", "full_session")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Rules and costs of the simulated account (``environment`` parameters).
+
+    Attributes:
+        contracts: Contracts per position.
+        starting_balance: Account balance at the start of every episode ($).
+        drawdown_limit: Apex trailing drawdown ($).
+        stop_atr_multiple: Stop distance from the entry, in ATR-14 at the decision.
+        target_stop_ratio: Target distance as a multiple of the stop distance.
+        trailing_atr_multiple: Trailing-stop distance, in ATR-14 when enabled.
+        reward_scale: Reward per dollar of equity change.
+        breach_penalty: Subtracted from the reward of the step that breaches.
+        max_episode_steps: Steps before truncation in ``random_start`` mode.
+        episode_mode: ``random_start`` (a random bar inside a session, up to
+            ``max_episode_steps``) or ``full_session`` (sessions in date order,
+            from the first valid bar to the session end).
+    """
+
+    contracts: int = 1
+    starting_balance: float = 50_000.0
+    drawdown_limit: float = 2_500.0
+    stop_atr_multiple: float = 2.0
+    target_stop_ratio: float = 2.0
+    trailing_atr_multiple: float = 2.0
+    reward_scale: float = 0.01
+    breach_penalty: float = 10.0
+    max_episode_steps: int = 300
+    episode_mode: str = "random_start"
+
+    def __post_init__(self) -> None:
+        if self.contracts < 1:
+            raise ValueError("environment.contracts must be >= 1")
+        for name in ("starting_balance", "drawdown_limit", "stop_atr_multiple", "target_stop_ratio",
+                     "trailing_atr_multiple", "reward_scale"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"environment.{name} must be > 0")
+        if self.breach_penalty < 0:
+            raise ValueError("environment.breach_penalty must be >= 0")
+        if self.max_episode_steps < 1:
+            raise ValueError("environment.max_episode_steps must be >= 1")
+        if self.episode_mode not in EPISODE_MODES:
+            raise ValueError(f"environment.episode_mode must be one of {EPISODE_MODES}")
+
+
+@dataclass
+class StepResult:
+    """What one step returns for every environment."""
+
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    end_reason: np.ndarray  # index into END_REASONS (0 while running)
+    invalid_action: np.ndarray
+
+
+class TradingEngine:
+    """Vectorised account/market simulator for ``n_envs`` independent episodes."""
+
+    def __init__(self, market: MarketData, config: EngineConfig, n_envs: int = 1, seed: int | None = None) -> None:
+        if n_envs < 1:
+            raise ValueError("n_envs must be >= 1")
+        self.market, self.config, self.n_envs = market, config, n_envs
+        self.rng = np.random.default_rng(seed)
+        spec = market.contract
+        self._slip = spec.slippage_ticks * spec.tick_size
+        self._commission = spec.commission_per_side * config.contracts
+        self._point_value = spec.multiplier * config.contracts
+        self._tick = spec.tick_size
+        self._random_starts = np.flatnonzero(market.episode_start & market.entry_allowed)
+        self._session_starts = self._first_rows(market)
+        if config.episode_mode == "random_start" and len(self._random_starts) == 0:
+            raise ValueError("no bar allows an episode to start (check the entry window and the data)")
+        self._next_session = 0
+        n = n_envs
+        self.t = np.zeros(n, dtype=np.int64)
+        self.steps = np.zeros(n, dtype=np.int64)
+        self.side = np.zeros(n, dtype=np.int64)
+        self.entry = np.zeros(n)
+        self.stop = np.zeros(n)
+        self.target = np.zeros(n)
+        self.trail_distance = np.zeros(n)
+        self.trailing = np.zeros(n, dtype=bool)
+        self.at_breakeven = np.zeros(n, dtype=bool)
+        self.bars_in_position = np.zeros(n, dtype=np.int64)
+        self.mae = np.zeros(n)
+        self.mfe = np.zeros(n)
+        self.cash = np.zeros(n)
+        self.equity = np.zeros(n)
+        self.peak = np.zeros(n)
+        self.floor = np.zeros(n)
+        self.realized_today = np.zeros(n)
+        self.trades_today = np.zeros(n, dtype=np.int64)
+        self.consecutive_losses = np.zeros(n, dtype=np.int64)
+        self.win_history = np.zeros((n, _WIN_HISTORY), dtype=np.int8)
+        self.closed_trades = np.zeros(n, dtype=np.int64)
+        self.fills = np.zeros(n, dtype=np.int64)
+        self.commission_paid = np.zeros(n)
+        self.invalid_actions = np.zeros(n, dtype=np.int64)
+        self.exit_counts = np.zeros((n, len(EXIT_KINDS)), dtype=np.int64)  # per episode, by EXIT_KINDS
+        self._all = np.arange(n)
+
+    # ----------------------------------------------------------------- episodes
+    @staticmethod
+    def _first_rows(market: MarketData) -> np.ndarray:
+        starts = np.full(market.n_sessions, -1, dtype=np.int64)
+        rows = np.flatnonzero(market.episode_start)
+        sessions = market.session_id[rows]
+        first = np.unique(sessions, return_index=True)
+        starts[first[0]] = rows[first[1]]
+        return starts[starts >= 0]
+
+    def sample_starts(self, k: int) -> np.ndarray:
+        """Start rows for ``k`` new episodes, by the configured episode mode."""
+        if self.config.episode_mode == "random_start":
+            return self.rng.choice(self._random_starts, size=k)
+        picks = (self._next_session + np.arange(k)) % len(self._session_starts)
+        self._next_session = int((self._next_session + k) % len(self._session_starts))
+        return self._session_starts[picks]
+
+    def reset(self, envs: np.ndarray | None = None, starts: np.ndarray | None = None) -> None:
+        """Start fresh episodes (a fresh account each) for ``envs`` at ``starts``."""
+        envs = self._all if envs is None else np.asarray(envs)
+        if len(envs) == 0:
+            return
+        starts = self.sample_starts(len(envs)) if starts is None else np.asarray(starts, dtype=np.int64)
+        if not self.market.episode_start[starts].all():
+            raise ValueError("an episode may only start where the observation window is valid")
+        balance = self.config.starting_balance
+        self.t[envs] = starts
+        for name in ("steps", "side", "bars_in_position", "trades_today", "consecutive_losses",
+                     "closed_trades", "fills", "invalid_actions"):
+            getattr(self, name)[envs] = 0
+        for name in ("entry", "stop", "target", "trail_distance", "mae", "mfe", "realized_today",
+                     "commission_paid"):
+            getattr(self, name)[envs] = 0.0
+        self.trailing[envs] = False
+        self.at_breakeven[envs] = False
+        self.win_history[envs] = 0
+        self.exit_counts[envs] = 0
+        self.cash[envs] = balance
+        self.equity[envs] = balance
+        self.peak[envs] = balance
+        self.floor[envs] = balance - self.config.drawdown_limit
+
+    # -------------------------------------------------------------------- masks
+    def action_masks(self) -> np.ndarray:
+        """``(n_envs, 6)`` booleans: which actions are valid at the current close."""
+        flat = self.side == 0
+        in_position = ~flat
+        masks = np.empty((self.n_envs, N_ACTIONS), dtype=bool)
+        masks[:, _HOLD] = True
+        can_enter = flat & self.market.entry_allowed[self.t]
+        masks[:, _BUY] = can_enter
+        masks[:, _SELL] = can_enter
+        in_profit = self.side * (self.market.close[self.t] - self.entry) > 0
+        stop_worse_than_entry = self.side * (self.entry - self.stop) > 0
+        masks[:, _BREAKEVEN] = in_position & in_profit & stop_worse_than_entry
+        masks[:, _TRAIL_ON] = in_position & ~self.trailing
+        masks[:, _TRAIL_OFF] = in_position & self.trailing
+        return masks
+
+    # --------------------------------------------------------------------- step
+    def _ticks(self, points: np.ndarray) -> np.ndarray:
+        """Round a distance to whole ticks, at least one tick."""
+        return np.maximum(np.round(points / self._tick), 1.0) * self._tick
+
+    def _ratchet(self, candidate: np.ndarray, where: np.ndarray) -> None:
+        tighter = np.where(self.side > 0, np.maximum(self.stop, candidate), np.minimum(self.stop, candidate))
+        self.stop = np.where(where, tighter, self.stop)
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        """Apply each environment's action at the close of its bar and play the next bar."""
+        market, cfg = self.market, self.config
+        actions = np.asarray(actions, dtype=np.int64).reshape(self.n_envs)
+        valid = self.action_masks()[self._all, actions]
+        invalid = ~valid
+        if invalid.any():
+            self.invalid_actions += invalid
+            actions = np.where(valid, actions, _HOLD)
+        t = self.t
+        atr_t = market.atr[t]
+
+        # 1. Decision effects at the close of t.
+        to_breakeven = actions == _BREAKEVEN
+        if to_breakeven.any():
+            self.stop = np.where(to_breakeven, self.entry, self.stop)
+            self.at_breakeven |= to_breakeven
+        enable = actions == _TRAIL_ON
+        if enable.any():
+            self.trail_distance = np.where(enable, self._ticks(cfg.trailing_atr_multiple * atr_t),
+                                           self.trail_distance)
+            self.trailing |= enable
+            self._ratchet(market.close[t] - self.side * self.trail_distance, enable)
+        disable = actions == _TRAIL_OFF
+        if disable.any():
+            self.trailing &= ~disable
+
+        # 2. Entries fill at the next open.
+        j = t + 1
+        bar_open, high, low, close = market.open[j], market.high[j], market.low[j], market.close[j]
+        held_before = self.side != 0
+        enter_side = (actions == _BUY).astype(np.int64) - (actions == _SELL)
+        entering = enter_side != 0
+        if entering.any():
+            fill = bar_open + enter_side * self._slip
+            stop_distance = self._ticks(cfg.stop_atr_multiple * atr_t)
+            target_distance = self._ticks(cfg.target_stop_ratio * stop_distance)
+            self.side = np.where(entering, enter_side, self.side)
+            self.entry = np.where(entering, fill, self.entry)
+            self.stop = np.where(entering, fill - enter_side * stop_distance, self.stop)
+            self.target = np.where(entering, fill + enter_side * target_distance, self.target)
+            self.cash = self.cash - entering * self._commission
+            self.commission_paid += entering * self._commission
+            self.fills += entering
+            self.trades_today += entering
+            self.mae = np.where(entering, 0.0, self.mae)
+            self.mfe = np.where(entering, 0.0, self.mfe)
+            self.bars_in_position = np.where(entering, 0, self.bars_in_position)
+            self.at_breakeven &= ~entering
+            self.trailing &= ~entering
+
+        side = self.side
+        in_position = side != 0
+        last_bar = j == market.session_last[j]
+        breach = np.zeros(self.n_envs, dtype=bool)
+        if in_position.any():
+            breach = self._play_position_bar(side, in_position, held_before, last_bar, bar_open, high, low)
+
+        # 6. Close of bar j: mark to market, trail, count.
+        still_in = self.side != 0
+        equity_prev = self.equity
+        self.equity = self.cash + self.side * self._point_value * (close - self.entry)
+        self.peak = np.maximum(self.peak, self.equity)
+        self.floor = np.minimum(self.peak - cfg.drawdown_limit, cfg.starting_balance)
+        breach |= self.equity <= self.floor
+        if self.trailing.any():
+            self._ratchet(close - self.side * self.trail_distance, still_in & self.trailing)
+        self.bars_in_position = (self.bars_in_position + 1) * still_in
+        self.t = j
+        self.steps += 1
+
+        reward = (self.equity - equity_prev) * cfg.reward_scale - breach * cfg.breach_penalty
+        terminated = breach | last_bar
+        data_end = ~terminated & (j + 1 >= market.n_bars)
+        max_steps = ~terminated & ~data_end & (cfg.episode_mode == "random_start") & (
+            self.steps >= cfg.max_episode_steps)
+        truncated = data_end | max_steps
+        end_reason = np.where(breach, _BREACH, np.where(last_bar, _SESSION_END, np.where(
+            max_steps, _MAX_STEPS, np.where(data_end, _DATA_END, 0))))
+        return StepResult(reward, terminated, truncated, end_reason, invalid)
+
+    def _play_position_bar(self, side, in_position, held_before, last_bar, bar_open, high, low) -> np.ndarray:
+        """Steps 3-5 for the bar just opened: deadline, stop/target, drawdown. Returns breaches."""
+        cfg = self.config
+        long = side > 0
+        # 3-4. Flat deadline, then stop and target against the bar's range.
+        forced = in_position & last_bar
+        live = in_position & ~forced
+        stop_hit = live & np.where(long, low <= self.stop, high >= self.stop)
+        target_hit = live & ~stop_hit & np.where(long, high >= self.target, low <= self.target)
+        gapped_stop = held_before & np.where(long, bar_open <= self.stop, bar_open >= self.stop)
+        stop_fill = np.where(gapped_stop, bar_open, self.stop) - side * self._slip
+        gapped_target = held_before & np.where(long, bar_open >= self.target, bar_open <= self.target)
+        target_fill = np.where(gapped_target, bar_open, self.target)
+        forced_fill = bar_open - side * self._slip
+
+        # 5. Conservative drawdown within the bar.
+        favourable = np.where(long, np.minimum(high, self.target), np.maximum(low, self.target))
+        favourable = np.where(target_hit, target_fill, np.where(forced, forced_fill, favourable))
+        adverse = np.where(stop_hit, stop_fill, np.where(forced, forced_fill, np.where(long, low, high)))
+        position_value = side * self._point_value
+        equity_favourable = self.cash + position_value * (favourable - self.entry)
+        equity_adverse = self.cash + position_value * (adverse - self.entry)
+        self.peak = np.where(in_position, np.maximum(self.peak, equity_favourable), self.peak)
+        self.floor = np.minimum(self.peak - cfg.drawdown_limit, cfg.starting_balance)
+        breach = in_position & (equity_adverse <= self.floor)
+        self.mfe = np.where(in_position, np.maximum(self.mfe, side * (favourable - self.entry)), self.mfe)
+        self.mae = np.where(in_position, np.maximum(self.mae, side * (self.entry - adverse)), self.mae)
+
+        exiting = forced | stop_hit | target_hit | breach
+        if exiting.any():
+            liquidation_fill = np.where(stop_hit | forced, adverse, adverse - side * self._slip)
+            exit_price = np.where(breach, liquidation_fill,
+                                  np.where(forced, forced_fill, np.where(stop_hit, stop_fill, target_fill)))
+            gross = position_value * (exit_price - self.entry)
+            self.cash = self.cash + np.where(exiting, gross - self._commission, 0.0)
+            self.commission_paid += exiting * self._commission
+            self.fills += exiting
+            trade_net = gross - 2.0 * self._commission
+            self.realized_today += np.where(exiting, trade_net, 0.0)
+            self._record_closed_trades(exiting, trade_net > 0)
+            self.exit_counts += np.stack([breach, forced & ~breach, stop_hit & ~breach, target_hit & ~breach], 1)
+            self.side = np.where(exiting, 0, side)
+            self.trailing &= ~exiting
+            self.at_breakeven &= ~exiting
+        return breach
+
+    def _record_closed_trades(self, closed: np.ndarray, won: np.ndarray) -> None:
+        if not closed.any():
+            return
+        envs = np.flatnonzero(closed)
+        self.win_history[envs, self.closed_trades[envs] % _WIN_HISTORY] = won[envs]
+        self.closed_trades[envs] += 1
+        self.consecutive_losses[envs] = np.where(won[envs], 0, self.consecutive_losses[envs] + 1)
+
+    # ----------------------------------------------------------------- readouts
+    def unrealized(self) -> np.ndarray:
+        """Open P&L at the current close ($)."""
+        return np.where(self.side != 0,
+                        self.side * self._point_value * (self.market.close[self.t] - self.entry), 0.0)
+
+    def recent_win_rate(self) -> np.ndarray:
+        """Winning share of the last 10 closed trades; 0.5 before the first."""
+        counted = np.minimum(self.closed_trades, _WIN_HISTORY)
+        return np.where(counted > 0, self.win_history.sum(axis=1) / np.maximum(counted, 1), 0.5)

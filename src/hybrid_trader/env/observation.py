@@ -1,0 +1,75 @@
+"""The agent's view: observation vectors assembled from the registry's layout.
+
+Window and context columns are the train-scaled bar features of the market
+arrays; position, state and account columns come from the engine's state as
+defined in :mod:`hybrid_trader.features.registry`. Phase 2 sees the first 228
+columns, Phase 3 all 261 (the first 228 are identical in both).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hybrid_trader.env.engine import TradingEngine
+from hybrid_trader.features.registry import (
+    OBSERVATION_NAMES, PHASE2_DIM, PHASE3_DIM, WINDOW_FEATURES, WINDOW_LENGTH,
+)
+
+__all__ = ["ObservationBuilder", "observation_dim"]
+
+_RTH_MINUTES = 390.0
+
+
+def observation_dim(phase: int) -> int:
+    """228 for Phase 2, 261 for Phase 3."""
+    if phase not in (2, 3):
+        raise ValueError(f"phase must be 2 or 3, got {phase}")
+    return PHASE2_DIM if phase == 2 else PHASE3_DIM
+
+
+class ObservationBuilder:
+    """Turns engine state into float32 observations of one phase's layout."""
+
+    def __init__(self, phase: int) -> None:
+        self.phase = phase
+        self.dim = observation_dim(phase)
+        self.names = OBSERVATION_NAMES[: self.dim]
+        self._lags = np.arange(WINDOW_LENGTH - 1, -1, -1)  # oldest first
+        self._n_window = len(WINDOW_FEATURES) * WINDOW_LENGTH
+
+    def build(self, engine: TradingEngine) -> np.ndarray:
+        """``(n_envs, dim)`` observations at each environment's current close."""
+        market, t = engine.market, engine.t
+        n = engine.n_envs
+        obs = np.empty((n, self.dim), dtype=np.float32)
+        rows = t[:, None] - self._lags[None, :]
+        # (n, 20, 11) -> (n, 11, 20): feature-major, as the registry names them.
+        obs[:, : self._n_window] = market.window_features[rows].transpose(0, 2, 1).reshape(n, -1)
+
+        side = engine.side
+        in_position = side != 0
+        atr = np.maximum(market.atr[t], engine.market.contract.tick_size)
+        close = market.close[t]
+        k = self._n_window
+        obs[:, k] = side
+        obs[:, k + 1] = engine.bars_in_position / _RTH_MINUTES
+        obs[:, k + 2] = np.where(in_position, side * (close - engine.entry) / atr, 0.0)
+        obs[:, k + 3] = np.where(in_position, side * (close - engine.stop) / atr, 0.0)
+        obs[:, k + 4] = np.where(in_position, side * (engine.target - close) / atr, 0.0)
+        obs[:, k + 5] = engine.at_breakeven
+        obs[:, k + 6] = engine.trailing
+        obs[:, k + 7] = market.entry_allowed[t]
+        if self.phase == 3:
+            k += 8
+            obs[:, k: k + 25] = market.context_features[t]
+            k += 25
+            limit = engine.config.drawdown_limit
+            obs[:, k] = (engine.equity - engine.config.starting_balance) / limit
+            obs[:, k + 1] = (engine.equity - engine.floor) / limit
+            obs[:, k + 2] = engine.realized_today / limit
+            obs[:, k + 3] = np.minimum(engine.consecutive_losses / 5.0, 1.0)
+            obs[:, k + 4] = engine.recent_win_rate()
+            obs[:, k + 5] = np.where(in_position, engine.mae / atr, 0.0)
+            obs[:, k + 6] = np.where(in_position, engine.mfe / atr, 0.0)
+            obs[:, k + 7] = engine.trades_today / 10.0
+        return obs

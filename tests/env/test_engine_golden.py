@@ -1,0 +1,248 @@
+"""Golden tests: hand-computed dollars for every rule of the engine.
+
+Costs: NQ $20/point, ES $50/point, tick 0.25, slippage 1 tick, $2.25 per side.
+Default stops: 2 x ATR (ATR = 10 -> 20 points), target 2 x the stop distance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hybrid_trader.env.actions import Action
+from hybrid_trader.env.engine import END_REASONS, EngineConfig, TradingEngine
+from tests.env.helpers import make_market
+
+H, B, S = Action.HOLD, Action.BUY, Action.SELL
+START = 50_000.0
+
+
+def run(market, actions, config=None, start=0):
+    engine = TradingEngine(market, config or EngineConfig(episode_mode="full_session"), n_envs=1)
+    engine.reset(starts=np.array([start]))
+    results = []
+    for action in actions:
+        results.append(engine.step(np.array([action])))
+        if results[-1].terminated[0] or results[-1].truncated[0]:
+            break
+    return engine, results
+
+
+def flat_session(n=8, price=20_000.0):
+    return np.full(n, price)
+
+
+def test_long_round_trip_nq_to_the_flat_deadline():
+    opens = flat_session()
+    opens[7] = 20_010.0
+    closes = opens.copy()
+    closes[1:7] = 20_005.0
+    market = make_market(opens, closes=closes)
+    engine, results = run(market, [B, H, H, H, H, H, H])
+    # Entry 20000 + 0.25; exit at the 16:59 bar's open 20010 - 0.25: 9.5 points x $20 - 2 x $2.25.
+    assert engine.cash[0] == pytest.approx(START + 9.5 * 20 - 4.5) == START + 185.5
+    assert engine.realized_today[0] == pytest.approx(185.5)
+    assert engine.fills[0] == 2 and engine.commission_paid[0] == pytest.approx(4.5)
+    assert engine.side[0] == 0
+    assert END_REASONS[results[-1].end_reason[0]] == "session_end" and results[-1].terminated[0]
+    assert sum(r.reward[0] for r in results) == pytest.approx(185.5 * 0.01)
+    # While open the position was marked at the close: 20005 - 20000.25 = 4.75 points.
+    assert engine.exit_counts[0].tolist() == [0, 1, 0, 0]
+
+
+def test_short_round_trip_es():
+    opens = np.full(8, 5_000.0)
+    opens[7] = 4_990.0
+    market = make_market(opens, symbol="ES", atr=4.0)
+    engine, _ = run(market, [S] + [H] * 6)
+    # Entry 5000 - 0.25 = 4999.75; exit 4990 + 0.25 = 4990.25: 9.5 points x $50 - $4.50.
+    assert engine.cash[0] == pytest.approx(START + 470.5)
+
+
+def test_stop_hit_fills_at_the_stop_minus_slippage():
+    opens = flat_session()
+    lows = opens.copy()
+    lows[3] = 19_975.0  # below the stop 20000.25 - 20 = 19980.25
+    market = make_market(opens, lows=lows)
+    engine, results = run(market, [B, H, H, H])
+    assert engine.side[0] == 0
+    # Exit 19980.25 - 0.25 = 19980.00: -20.25 points x $20 - $4.50.
+    assert engine.cash[0] == pytest.approx(START - 405.0 - 4.5)
+    assert engine.exit_counts[0].tolist() == [0, 0, 1, 0]
+    assert not results[-1].terminated[0]  # a closed trade never ends the episode
+
+
+def test_target_hit_fills_at_the_target():
+    opens = flat_session()
+    highs = opens.copy()
+    highs[4] = 20_045.0  # above the target 20000.25 + 40
+    market = make_market(opens, highs=highs)
+    engine, _ = run(market, [B, H, H, H, H])
+    assert engine.cash[0] == pytest.approx(START + 40 * 20 - 4.5)
+    assert engine.exit_counts[0].tolist() == [0, 0, 0, 1]
+
+
+def test_stop_and_target_in_one_bar_assume_the_stop():
+    opens = flat_session()
+    highs, lows = opens.copy(), opens.copy()
+    highs[3], lows[3] = 20_045.0, 19_975.0
+    market = make_market(opens, highs=highs, lows=lows)
+    engine, _ = run(market, [B, H, H, H])
+    assert engine.cash[0] == pytest.approx(START - 409.5)
+
+
+def test_gap_through_the_stop_fills_at_the_open():
+    opens = flat_session()
+    opens[3] = 19_970.0
+    market = make_market(opens)
+    engine, _ = run(market, [B, H, H])
+    # Exit at the open 19970 - 0.25: -30.5 points.
+    assert engine.cash[0] == pytest.approx(START - 30.5 * 20 - 4.5)
+
+
+def test_break_even_move():
+    opens = np.array([20_000, 20_000, 20_000, 20_015, 20_000, 20_000, 20_000, 20_000.0])
+    closes = np.array([20_000, 20_000, 20_015, 20_000, 20_000, 20_000, 20_000, 20_000.0])
+    lows = np.minimum(opens, closes)
+    lows[3] = 19_995.0
+    market = make_market(opens, closes=closes, lows=lows)
+    engine = TradingEngine(market, EngineConfig(episode_mode="full_session"), 1)
+    engine.reset(starts=np.array([0]))
+    engine.step(np.array([B]))  # entry 20000.25 at bar 1's open
+    engine.step(np.array([H]))  # bar 2 closes 20015: in profit
+    assert engine.action_masks()[0, Action.MOVE_SL_TO_BREAKEVEN]
+    engine.step(np.array([Action.MOVE_SL_TO_BREAKEVEN]))
+    # Stop at the entry 20000.25, hit by bar 3's low 19995: exit 20000.25 - 0.25.
+    assert engine.side[0] == 0
+    assert engine.cash[0] == pytest.approx(START - 0.25 * 20 - 4.5)
+
+
+def _trending_market():
+    opens = np.array([20_000, 20_000, 20_000, 20_015, 20_030, 20_020, 20_020, 20_020, 20_020.0])
+    closes = np.array([20_000, 20_000, 20_015, 20_030, 20_020, 20_020, 20_020, 20_020, 20_020.0])
+    lows, highs = np.minimum(opens, closes), np.maximum(opens, closes)
+    lows[2] = 19_996.0
+    lows[5] = 20_005.0
+    return make_market(opens, highs=highs, lows=lows, closes=closes)
+
+
+def test_trailing_stop_ratchets_with_closes_and_never_loosens():
+    engine = TradingEngine(_trending_market(), EngineConfig(episode_mode="full_session"), 1)
+    engine.reset(starts=np.array([0]))
+    engine.step(np.array([B]))  # entry 20000.25, stop 19980.25
+    engine.step(np.array([Action.ENABLE_TRAILING_STOP]))  # distance 2 x ATR = 20; bar 2 closes 20015
+    assert engine.stop[0] == pytest.approx(19_995.0)
+    engine.step(np.array([H]))  # bar 3 closes 20030
+    assert engine.stop[0] == pytest.approx(20_010.0)
+    engine.step(np.array([H]))  # bar 4 closes 20020: 20000 would loosen it
+    assert engine.stop[0] == pytest.approx(20_010.0)
+    engine.step(np.array([H]))  # bar 5's low 20005 hits 20010
+    assert engine.side[0] == 0
+    assert engine.cash[0] == pytest.approx(START + (20_009.75 - 20_000.25) * 20 - 4.5)
+
+
+def test_trailing_stop_is_not_tested_against_the_bar_that_set_it():
+    opens = np.array([20_000, 20_000, 20_000, 20_030, 20_030, 20_030.0])
+    closes = np.array([20_000, 20_000, 20_030, 20_030, 20_030, 20_030.0])
+    lows, highs = np.minimum(opens, closes), np.maximum(opens, closes)
+    lows[2] = 20_001.0  # bar 2's own low is under the level its close sets (20010)
+    market = make_market(opens, highs=highs, lows=lows, closes=closes)
+    engine = TradingEngine(market, EngineConfig(episode_mode="full_session"), 1)
+    engine.reset(starts=np.array([0]))
+    engine.step(np.array([B]))
+    engine.step(np.array([Action.ENABLE_TRAILING_STOP]))
+    assert engine.side[0] == 1 and engine.stop[0] == pytest.approx(20_010.0)
+    engine.step(np.array([H]))
+    assert engine.side[0] == 1
+
+
+def test_drawdown_breach_on_the_bars_adverse_extreme_mid_trade():
+    opens = flat_session()
+    lows = opens.copy()
+    lows[2] = 19_870.0  # stop is 200 points away (ATR 100), far below
+    market = make_market(opens, lows=lows, atr=100.0)
+    engine, results = run(market, [B, H, H])
+    last = results[-1]
+    # Equity at the low: 50000 - 2.25 + (19870 - 20000.25) x 20 = 47392.75 <= floor 47500.
+    assert last.terminated[0] and END_REASONS[last.end_reason[0]] == "drawdown_breach"
+    # Liquidated at the low minus slippage: 19869.75.
+    assert engine.cash[0] == pytest.approx(START - 2.25 - 130.5 * 20 - 2.25)
+    assert last.reward[0] == pytest.approx((engine.cash[0] - (START - 2.25 - 0.25 * 20)) * 0.01 - 10.0)
+
+
+def test_favourable_extreme_first_raises_the_floor_in_the_same_bar():
+    opens = flat_session()
+    highs, lows = opens.copy(), opens.copy()
+    highs[2], lows[2] = 20_100.0, 19_975.0
+    market = make_market(opens, highs=highs, lows=lows, atr=100.0)
+    engine, results = run(market, [B, H, H])
+    # Peak at the high: 50000 - 2.25 + 99.75 x 20 = 51992.75 -> floor 49492.75;
+    # equity at the low: 50000 - 2.25 - 25.25 x 20 = 49492.75: touches it -> breach.
+    assert engine.peak[0] == pytest.approx(51_992.75)
+    assert END_REASONS[results[-1].end_reason[0]] == "drawdown_breach"
+
+
+def test_floor_locks_at_the_starting_balance():
+    opens = flat_session(10)
+    highs = opens.copy()
+    highs[2] = 20_200.0
+    market = make_market(opens, highs=highs, atr=100.0)  # target 400 points away
+    engine, _ = run(market, [B, H, H, H])
+    assert engine.peak[0] > START + 2_500
+    assert engine.floor[0] == START
+
+
+def test_no_position_carried_into_the_next_session():
+    opens = np.full(12, 20_000.0)
+    market = make_market(opens, sessions=[6, 6])
+    engine = TradingEngine(market, EngineConfig(episode_mode="full_session"), 1)
+    engine.reset()
+    assert engine.t[0] == 0
+    result = None
+    for action in [B, H, H, H, H]:
+        result = engine.step(np.array([action]))
+    assert result.terminated[0] and END_REASONS[result.end_reason[0]] == "session_end"
+    assert engine.side[0] == 0 and engine.t[0] == 5
+    engine.reset(np.array([0]))
+    assert engine.t[0] == 6 and engine.side[0] == 0 and engine.cash[0] == START
+
+
+def test_masks_are_exact():
+    opens = flat_session()
+    closes = opens.copy()
+    closes[1] = 20_010.0
+    allowed = np.array([True, False, True, True, True, True, False, False])
+    market = make_market(opens, closes=closes, entry_allowed=allowed)
+    engine = TradingEngine(market, EngineConfig(episode_mode="full_session"), 1)
+    engine.reset(starts=np.array([0]))
+    assert engine.action_masks()[0].tolist() == [True, True, True, False, False, False]
+    engine.step(np.array([B]))  # long from 20000.25, close 20010: in profit
+    assert engine.action_masks()[0].tolist() == [True, False, False, True, True, False]
+    engine.step(np.array([Action.ENABLE_TRAILING_STOP]))  # close 20000: stop ratchets to 19980 (< entry)
+    assert engine.action_masks()[0].tolist() == [True, False, False, False, False, True]
+
+
+def test_forced_invalid_action_is_a_counted_no_op():
+    market = make_market(flat_session(), entry_allowed=np.zeros(8, dtype=bool))
+    engine = TradingEngine(market, EngineConfig(episode_mode="full_session"), 1)
+    engine.reset(starts=np.array([0]))
+    result = engine.step(np.array([B]))
+    assert result.invalid_action[0] and engine.invalid_actions[0] == 1
+    assert engine.side[0] == 0 and engine.fills[0] == 0 and engine.cash[0] == START
+
+
+def test_random_start_episodes_truncate_at_max_steps():
+    market = make_market(np.full(40, 20_000.0))
+    engine = TradingEngine(market, EngineConfig(max_episode_steps=5), 1, seed=1)
+    engine.reset(starts=np.array([3]))
+    results = [engine.step(np.array([H])) for _ in range(5)]
+    assert results[-1].truncated[0] and not results[-1].terminated[0]
+    assert END_REASONS[results[-1].end_reason[0]] == "max_steps"
+    assert not any(r.truncated[0] for r in results[:-1])
+
+
+def test_rejected_engine_configs():
+    with pytest.raises(ValueError, match="drawdown_limit"):
+        EngineConfig(drawdown_limit=0)
+    with pytest.raises(ValueError, match="episode_mode"):
+        EngineConfig(episode_mode="forever")
