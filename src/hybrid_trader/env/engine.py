@@ -155,7 +155,9 @@ class TradingEngine:
         self.commission_paid = np.zeros(n)
         self.invalid_actions = np.zeros(n, dtype=np.int64)
         self.exit_counts = np.zeros((n, len(EXIT_KINDS)), dtype=np.int64)  # per episode, by EXIT_KINDS
+        self.recent_wins = np.zeros(n, dtype=np.int64)  # wins among the last 10 closed trades
         self._all = np.arange(n)
+        self._masks: np.ndarray | None = None  # valid until the state changes
 
     # ----------------------------------------------------------------- episodes
     @staticmethod
@@ -194,7 +196,9 @@ class TradingEngine:
         self.trailing[envs] = False
         self.at_breakeven[envs] = False
         self.win_history[envs] = 0
+        self.recent_wins[envs] = 0
         self.exit_counts[envs] = 0
+        self._masks = None
         self.cash[envs] = balance
         self.equity[envs] = balance
         self.peak[envs] = balance
@@ -203,6 +207,11 @@ class TradingEngine:
     # -------------------------------------------------------------------- masks
     def action_masks(self) -> np.ndarray:
         """``(n_envs, 6)`` booleans: which actions are valid at the current close."""
+        if self._masks is None:
+            self._masks = self._compute_masks()
+        return self._masks
+
+    def _compute_masks(self) -> np.ndarray:
         flat = self.side == 0
         in_position = ~flat
         masks = np.empty((self.n_envs, N_ACTIONS), dtype=bool)
@@ -231,6 +240,7 @@ class TradingEngine:
         market, cfg = self.market, self.config
         actions = np.asarray(actions, dtype=np.int64).reshape(self.n_envs)
         valid = self.action_masks()[self._all, actions]
+        self._masks = None
         invalid = ~valid
         if invalid.any():
             self.invalid_actions += invalid
@@ -300,8 +310,10 @@ class TradingEngine:
         reward = (self.equity - equity_prev) * cfg.reward_scale - breach * cfg.breach_penalty
         terminated = breach | last_bar
         data_end = ~terminated & (j + 1 >= market.n_bars)
-        max_steps = ~terminated & ~data_end & (cfg.episode_mode == "random_start") & (
-            self.steps >= cfg.max_episode_steps)
+        if cfg.episode_mode == "random_start":
+            max_steps = ~terminated & ~data_end & (self.steps >= cfg.max_episode_steps)
+        else:
+            max_steps = np.zeros(self.n_envs, dtype=bool)
         truncated = data_end | max_steps
         end_reason = np.where(breach, _BREACH, np.where(last_bar, _SESSION_END, np.where(
             max_steps, _MAX_STEPS, np.where(data_end, _DATA_END, 0))))
@@ -347,19 +359,24 @@ class TradingEngine:
             trade_net = gross - 2.0 * self._commission
             self.realized_today += np.where(exiting, trade_net, 0.0)
             self._record_closed_trades(exiting, trade_net > 0)
-            self.exit_counts += np.stack([breach, forced & ~breach, stop_hit & ~breach, target_hit & ~breach], 1)
+            counts = self.exit_counts
+            counts[:, 0] += breach
+            counts[:, 1] += forced & ~breach
+            counts[:, 2] += stop_hit & ~breach
+            counts[:, 3] += target_hit & ~breach
             self.side = np.where(exiting, 0, side)
             self.trailing &= ~exiting
             self.at_breakeven &= ~exiting
         return breach
 
     def _record_closed_trades(self, closed: np.ndarray, won: np.ndarray) -> None:
-        if not closed.any():
-            return
-        envs = np.flatnonzero(closed)
-        self.win_history[envs, self.closed_trades[envs] % _WIN_HISTORY] = won[envs]
-        self.closed_trades[envs] += 1
-        self.consecutive_losses[envs] = np.where(won[envs], 0, self.consecutive_losses[envs] + 1)
+        slot = self.closed_trades % _WIN_HISTORY
+        previous = self.win_history[self._all, slot]
+        outcome = np.where(closed, won, previous)
+        self.win_history[self._all, slot] = outcome
+        self.recent_wins += outcome - previous
+        self.closed_trades += closed
+        self.consecutive_losses = np.where(closed, (self.consecutive_losses + 1) * ~won, self.consecutive_losses)
 
     # ----------------------------------------------------------------- readouts
     def unrealized(self) -> np.ndarray:
@@ -370,4 +387,4 @@ class TradingEngine:
     def recent_win_rate(self) -> np.ndarray:
         """Winning share of the last 10 closed trades; 0.5 before the first."""
         counted = np.minimum(self.closed_trades, _WIN_HISTORY)
-        return np.where(counted > 0, self.win_history.sum(axis=1) / np.maximum(counted, 1), 0.5)
+        return np.where(counted > 0, self.recent_wins / np.maximum(counted, 1), 0.5)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,14 @@ class MarketData:
     entry_allowed: np.ndarray  # bool (T,)
     episode_start: np.ndarray  # bool (T,): valid observation window and not the last bar
     session_dates: np.ndarray  # (S,) dates, indexed by session_id
+
+    @cached_property
+    def windows(self) -> np.ndarray:
+        """``(T - 19, 220)`` float32: row ``i`` holds the window features of bars
+        ``i .. i + 19``, feature-major and oldest first (the registry's order).
+        Materialised once (about 880 bytes a bar) so a step gathers whole rows."""
+        view = np.lib.stride_tricks.sliding_window_view(self.window_features, WINDOW_LENGTH, axis=0)
+        return np.ascontiguousarray(view).reshape(len(view), -1)
 
     @property
     def n_bars(self) -> int:

@@ -34,7 +34,6 @@ class ObservationBuilder:
         self.phase = phase
         self.dim = observation_dim(phase)
         self.names = OBSERVATION_NAMES[: self.dim]
-        self._lags = np.arange(WINDOW_LENGTH - 1, -1, -1)  # oldest first
         self._n_window = len(WINDOW_FEATURES) * WINDOW_LENGTH
 
     def build(self, engine: TradingEngine) -> np.ndarray:
@@ -42,20 +41,20 @@ class ObservationBuilder:
         market, t = engine.market, engine.t
         n = engine.n_envs
         obs = np.empty((n, self.dim), dtype=np.float32)
-        rows = t[:, None] - self._lags[None, :]
-        # (n, 20, 11) -> (n, 11, 20): feature-major, as the registry names them.
-        obs[:, : self._n_window] = market.window_features[rows].transpose(0, 2, 1).reshape(n, -1)
+        # windows[i] = features of bars i .. i+19, feature-major and oldest first.
+        obs[:, : self._n_window] = market.windows[t - (WINDOW_LENGTH - 1)]
 
         side = engine.side
         in_position = side != 0
-        atr = np.maximum(market.atr[t], engine.market.contract.tick_size)
+        atr = np.maximum(market.atr[t], market.contract.tick_size)
         close = market.close[t]
         k = self._n_window
         obs[:, k] = side
         obs[:, k + 1] = engine.bars_in_position / _RTH_MINUTES
-        obs[:, k + 2] = np.where(in_position, side * (close - engine.entry) / atr, 0.0)
-        obs[:, k + 3] = np.where(in_position, side * (close - engine.stop) / atr, 0.0)
-        obs[:, k + 4] = np.where(in_position, side * (engine.target - close) / atr, 0.0)
+        # side is 0 when flat, so these read 0 without a branch.
+        obs[:, k + 2] = side * (close - engine.entry) / atr
+        obs[:, k + 3] = side * (close - engine.stop) / atr
+        obs[:, k + 4] = side * (engine.target - close) / atr
         obs[:, k + 5] = engine.at_breakeven
         obs[:, k + 6] = engine.trailing
         obs[:, k + 7] = market.entry_allowed[t]
@@ -69,7 +68,7 @@ class ObservationBuilder:
             obs[:, k + 2] = engine.realized_today / limit
             obs[:, k + 3] = np.minimum(engine.consecutive_losses / 5.0, 1.0)
             obs[:, k + 4] = engine.recent_win_rate()
-            obs[:, k + 5] = np.where(in_position, engine.mae / atr, 0.0)
-            obs[:, k + 6] = np.where(in_position, engine.mfe / atr, 0.0)
+            obs[:, k + 5] = in_position * engine.mae / atr
+            obs[:, k + 6] = in_position * engine.mfe / atr
             obs[:, k + 7] = engine.trades_today / 10.0
         return obs

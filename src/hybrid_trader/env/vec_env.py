@@ -39,6 +39,7 @@ class TradingVecEnv(VecEnv):
                  seed: int | None = None) -> None:
         self.engine = TradingEngine(market, config, n_envs, seed)
         self.builder = ObservationBuilder(phase)
+        self.render_mode = None
         observation_space, action_space = _spaces(self.builder.dim)
         super().__init__(n_envs, observation_space, action_space)
         self.end_reason_counts: Counter[str] = Counter()
