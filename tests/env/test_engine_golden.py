@@ -45,7 +45,7 @@ def test_long_round_trip_nq_to_the_flat_deadline():
     assert engine.fills[0] == 2 and engine.commission_paid[0] == pytest.approx(4.5)
     assert engine.side[0] == 0
     assert END_REASONS[results[-1].end_reason[0]] == "session_end" and results[-1].terminated[0]
-    assert sum(r.reward[0] for r in results) == pytest.approx(185.5 * 0.01)
+    assert sum(r.reward[0] for r in results) == pytest.approx(185.5 * 0.001)
     # While open the position was marked at the close: 20005 - 20000.25 = 4.75 points.
     assert engine.exit_counts[0].tolist() == [0, 1, 0, 0]
 
@@ -167,7 +167,7 @@ def test_drawdown_breach_on_the_bars_adverse_extreme_mid_trade():
     assert last.terminated[0] and END_REASONS[last.end_reason[0]] == "drawdown_breach"
     # Liquidated at the low minus slippage: 19869.75.
     assert engine.cash[0] == pytest.approx(START - 2.25 - 130.5 * 20 - 2.25)
-    assert last.reward[0] == pytest.approx((engine.cash[0] - (START - 2.25 - 0.25 * 20)) * 0.01 - 10.0)
+    assert last.reward[0] == pytest.approx((engine.cash[0] - (START - 2.25 - 0.25 * 20)) * 0.001 - 1.0)
 
 
 def test_favourable_extreme_first_raises_the_floor_in_the_same_bar():

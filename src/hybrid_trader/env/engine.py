@@ -80,8 +80,8 @@ class EngineConfig:
     stop_atr_multiple: float = 2.0
     target_stop_ratio: float = 2.0
     trailing_atr_multiple: float = 2.0
-    reward_scale: float = 0.01
-    breach_penalty: float = 10.0
+    reward_scale: float = 0.001
+    breach_penalty: float = 1.0
     max_episode_steps: int = 300
     episode_mode: str = "random_start"
 
@@ -178,7 +178,13 @@ class TradingEngine:
         return self._session_starts[picks]
 
     def reset(self, envs: np.ndarray | None = None, starts: np.ndarray | None = None) -> None:
-        """Start fresh episodes (a fresh account each) for ``envs`` at ``starts``."""
+        """Start fresh episodes (a fresh account each) for ``envs`` at ``starts``.
+
+        Resetting every environment in ``full_session`` mode starts again from
+        the first session, so repeated evaluations see the same sessions.
+        """
+        if envs is None:
+            self._next_session = 0
         envs = self._all if envs is None else np.asarray(envs)
         if len(envs) == 0:
             return

@@ -1,0 +1,1 @@
+"""Agents: Phase 2 MaskablePPO training, telemetry callbacks, backtests and the model registry."""

@@ -1,0 +1,136 @@
+"""Training telemetry and checkpoints for SB3 algorithms.
+
+* :class:`MlflowOutputFormat` writes every value SB3's logger dumps
+  (``train/approx_kl``, ``train/clip_fraction``, ``train/explained_variance``,
+  ``train/entropy_loss``, ``train/value_loss``, ``train/learning_rate``,
+  ``rollout/ep_len_mean``, ...) to the active MLflow run as metric histories,
+  stepped by ``num_timesteps``.
+* :class:`EpisodeStatsCallback` adds, per rollout, statistics of the episodes
+  that ended in it: ``rollout/end_<reason>`` (episodes ending so), and the
+  means of ``rollout/trades_per_episode``, ``rollout/net_pnl_per_episode`` ($)
+  and ``rollout/invalid_actions_per_episode``.
+* :class:`StepCheckpointCallback` saves the model (policy and optimizer) every
+  ``save_every_steps`` environment steps with a JSON sidecar holding the step
+  count and the environment's RNG state.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import KVWriter
+
+from hybrid_trader.env.engine import END_REASONS
+
+__all__ = ["MlflowOutputFormat", "EpisodeStatsCallback", "StepCheckpointCallback", "latest_checkpoint",
+           "save_checkpoint"]
+
+
+class MlflowOutputFormat(KVWriter):
+    """An SB3 logger output that logs numeric values to the active MLflow run.
+
+    ``last`` keeps the most recent value of every key (for summaries).
+    """
+
+    def __init__(self) -> None:
+        self.last: dict[str, float] = {}
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, Any], step: int = 0) -> None:
+        metrics = {
+            key: float(value)
+            for key, value in key_values.items()
+            if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+            and np.isfinite(value)
+        }
+        self.last.update(metrics)
+        if metrics and mlflow.active_run() is not None:
+            mlflow.log_metrics(metrics, step=int(step))
+
+    def close(self) -> None:
+        pass
+
+
+class EpisodeStatsCallback(BaseCallback):
+    """Per-rollout statistics of finished episodes, recorded to SB3's logger."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._reasons: Counter[str] = Counter()
+        self._trades: list[int] = []
+        self._pnl: list[float] = []
+        self._invalid: list[int] = []
+        self.totals: Counter[str] = Counter()
+
+    def _on_step(self) -> bool:
+        for done, info in zip(self.locals["dones"], self.locals["infos"]):
+            if done and "end_reason" in info:
+                self._reasons[info["end_reason"]] += 1
+                self._trades.append(info["trades"])
+                self._pnl.append(info["net_pnl"])
+                self._invalid.append(info["invalid_actions"])
+        return True
+
+    def _on_rollout_end(self) -> None:
+        for reason in END_REASONS[1:]:
+            self.logger.record(f"rollout/end_{reason}", self._reasons.get(reason, 0))
+        if self._trades:
+            self.logger.record("rollout/trades_per_episode", float(np.mean(self._trades)))
+            self.logger.record("rollout/net_pnl_per_episode", float(np.mean(self._pnl)))
+            self.logger.record("rollout/invalid_actions_per_episode", float(np.mean(self._invalid)))
+        self.totals.update(self._reasons)
+        self._reasons.clear()
+        self._trades, self._pnl, self._invalid = [], [], []
+
+    def _on_training_end(self) -> None:
+        # SB3 dumps the last iteration's train/ values only at the next iteration: dump them now.
+        self.logger.dump(self.num_timesteps)
+
+
+def save_checkpoint(model, directory: Path, name: str) -> Path:
+    """Save ``model`` (policy + optimizer) and its step count and env RNG state."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.zip"
+    model.save(path)
+    env = model.get_env()
+    engine = getattr(env, "engine", None)
+    sidecar = {
+        "num_timesteps": int(model.num_timesteps),
+        "env_rng_state": engine.rng.bit_generator.state if engine is not None else None,
+    }
+    (directory / f"{name}.json").write_text(json.dumps(sidecar, default=int))
+    return path
+
+
+def latest_checkpoint(directory: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint with the most steps in ``directory``, with its sidecar; ``None`` if there is none."""
+    best: tuple[int, Path, dict[str, Any]] | None = None
+    for sidecar in Path(directory).glob("*.json"):
+        data = json.loads(sidecar.read_text())
+        zip_path = sidecar.with_suffix(".zip")
+        if zip_path.exists() and (best is None or data["num_timesteps"] > best[0]):
+            best = (data["num_timesteps"], zip_path, data)
+    return None if best is None else (best[1], best[2])
+
+
+class StepCheckpointCallback(BaseCallback):
+    """Checkpoint every ``save_every_steps`` environment steps (rounded to whole vector steps)."""
+
+    def __init__(self, directory: Path, save_every_steps: int, prefix: str = "checkpoint") -> None:
+        super().__init__()
+        self.directory, self.every, self.prefix = Path(directory), int(save_every_steps), prefix
+        self._next = None
+
+    def _on_training_start(self) -> None:
+        self._next = (self.num_timesteps // self.every + 1) * self.every
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self._next:
+            save_checkpoint(self.model, self.directory, f"{self.prefix}_{self.num_timesteps:010d}")
+            self._next += self.every
+        return True

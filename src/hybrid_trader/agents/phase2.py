@@ -1,0 +1,207 @@
+"""Phase 2: a MaskablePPO policy on the 228-dim view.
+
+:func:`train_phase2` builds (or resumes) the model, trains it with telemetry,
+masked evaluation on validation sessions and checkpoints, and returns the
+last and the best-on-validation models. Ctrl-C saves a checkpoint and raises
+:class:`TrainingInterrupted`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from sb3_contrib import MaskablePPO
+from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
+from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.logger import Logger
+
+from hybrid_trader.agents.callbacks import (
+    EpisodeStatsCallback, MlflowOutputFormat, StepCheckpointCallback, latest_checkpoint, save_checkpoint,
+)
+from hybrid_trader.env.vec_env import TradingVecEnv
+
+__all__ = ["PPOConfig", "linear_schedule", "train_phase2", "TrainingInterrupted", "TrainingResult"]
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C after a checkpoint was written to ``checkpoint``."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        super().__init__(f"training interrupted; checkpoint saved to {checkpoint}")
+        self.checkpoint = checkpoint
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """MaskablePPO hyperparameters and the training budget (``phase2`` parameters).
+
+    Attributes:
+        net_arch: Hidden layer sizes, shared by the policy and value networks' own MLPs.
+        learning_rate: Initial Adam learning rate.
+        lr_schedule: ``constant`` or ``linear`` (decays to ``lr_final_fraction`` x the
+            initial rate by the end of training).
+        lr_final_fraction: Final rate as a fraction of the initial one (``linear`` only).
+        n_steps: Steps per environment per rollout (rollout = ``n_steps x n_envs``).
+        batch_size: Minibatch size of each gradient step.
+        n_epochs: Passes over each rollout.
+        gamma: Discount factor.
+        gae_lambda: GAE bias/variance trade-off.
+        clip_range: PPO ratio clip.
+        ent_coef: Entropy bonus coefficient.
+        vf_coef: Value loss coefficient.
+        max_grad_norm: Gradient clipping norm.
+        target_kl: Stop an update's epochs early when the approximate KL exceeds it (``None``: never).
+        seed: Seed of the policy, the environments and the sampling.
+        n_envs: Training environments stepped together.
+        total_timesteps: Environment steps of training.
+        eval_every_steps: Validation evaluation period, in environment steps.
+        checkpoint_every_steps: Checkpoint period, in environment steps.
+        torch_threads: Torch intra-op threads (1 is fastest for small MLPs on few cores).
+    """
+
+    net_arch: list[int] = field(default_factory=lambda: [128, 128])
+    learning_rate: float = 3e-4
+    lr_schedule: str = "linear"
+    lr_final_fraction: float = 0.1
+    n_steps: int = 256
+    batch_size: int = 256
+    n_epochs: int = 5
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    target_kl: float | None = 0.05
+    seed: int = 7
+    n_envs: int = 8
+    total_timesteps: int = 60_000
+    eval_every_steps: int = 10_000
+    checkpoint_every_steps: int = 10_000
+    torch_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in ("constant", "linear"):
+            raise ValueError("phase2.lr_schedule must be 'constant' or 'linear'")
+        if (self.n_steps * self.n_envs) % self.batch_size:
+            raise ValueError(
+                f"phase2.batch_size ({self.batch_size}) must divide n_steps x n_envs "
+                f"({self.n_steps} x {self.n_envs})"
+            )
+        if self.total_timesteps < self.n_steps * self.n_envs:
+            raise ValueError("phase2.total_timesteps is shorter than one rollout (n_steps x n_envs)")
+        for name in ("learning_rate", "n_steps", "batch_size", "n_epochs", "n_envs", "eval_every_steps",
+                     "checkpoint_every_steps", "torch_threads"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"phase2.{name} must be > 0")
+
+    def learning_rate_schedule(self) -> float | Callable[[float], float]:
+        if self.lr_schedule == "constant":
+            return self.learning_rate
+        return linear_schedule(self.learning_rate, self.learning_rate * self.lr_final_fraction)
+
+
+def linear_schedule(initial: float, final: float) -> Callable[[float], float]:
+    """A rate that moves linearly from ``initial`` to ``final`` over training.
+
+    SB3 calls it with ``progress_remaining``, which goes from 1 (start) to 0 (end).
+    """
+
+    def rate(progress_remaining: float) -> float:
+        return final + (initial - final) * progress_remaining
+
+    return rate
+
+
+@dataclass
+class TrainingResult:
+    """The trained model, the best model on validation (or ``None``), and run facts.
+
+    ``end_reasons``: training episodes per end reason; ``last_logged``: the last
+    value SB3 logged for each key (``train/approx_kl``, ``rollout/ep_len_mean``, ...).
+    """
+
+    model: MaskablePPO
+    best_model: MaskablePPO | None
+    resumed_from: Path | None
+    end_reasons: dict[str, int]
+    last_logged: dict[str, float]
+
+
+def _new_model(config: PPOConfig, env: TradingVecEnv) -> MaskablePPO:
+    return MaskablePPO(
+        "MlpPolicy", env,
+        learning_rate=config.learning_rate_schedule(), n_steps=config.n_steps, batch_size=config.batch_size,
+        n_epochs=config.n_epochs, gamma=config.gamma, gae_lambda=config.gae_lambda,
+        clip_range=config.clip_range, ent_coef=config.ent_coef, vf_coef=config.vf_coef,
+        max_grad_norm=config.max_grad_norm, target_kl=config.target_kl, seed=config.seed,
+        policy_kwargs={"net_arch": list(config.net_arch)}, device="cpu", verbose=0,
+    )
+
+
+def train_phase2(
+    config: PPOConfig,
+    train_env: TradingVecEnv,
+    eval_env: TradingVecEnv,
+    n_eval_episodes: int,
+    work_dir: Path,
+    *,
+    resume: bool = False,
+    progress_bar: bool = True,
+) -> TrainingResult:
+    """Train (or resume) a MaskablePPO policy.
+
+    Args:
+        config: Hyperparameters and budget.
+        train_env: Environments over train sessions (``random_start`` episodes).
+        eval_env: Environments over validation sessions (``full_session`` episodes).
+        n_eval_episodes: Validation episodes per evaluation (e.g. the number of sessions).
+        work_dir: Holds ``checkpoints/`` and ``best/``.
+        resume: Continue from the newest checkpoint in ``work_dir/checkpoints`` if any.
+        progress_bar: Show SB3's progress bar.
+
+    Raises:
+        TrainingInterrupted: on Ctrl-C, after saving a checkpoint.
+    """
+    torch.set_num_threads(config.torch_threads)
+    checkpoints, best_dir = Path(work_dir) / "checkpoints", Path(work_dir) / "best"
+    found = latest_checkpoint(checkpoints) if resume else None
+    if found:
+        path, sidecar = found
+        model = MaskablePPO.load(path, env=train_env, device="cpu")
+        if sidecar.get("env_rng_state"):
+            train_env.engine.rng.bit_generator.state = sidecar["env_rng_state"]
+        logger.info("Resuming Phase 2 from %s at step %d", path, model.num_timesteps)
+    else:
+        if resume:
+            logger.info("resume: true but no checkpoint in %s; starting fresh", checkpoints)
+        model = _new_model(config, train_env)
+    telemetry = MlflowOutputFormat()
+    model.set_logger(Logger(folder=None, output_formats=[telemetry]))
+
+    episode_stats = EpisodeStatsCallback()
+    evaluation = MaskableEvalCallback(
+        eval_env, n_eval_episodes=n_eval_episodes, eval_freq=max(config.eval_every_steps // config.n_envs, 1),
+        best_model_save_path=str(best_dir), deterministic=True, use_masking=True, warn=False, verbose=0,
+    )
+    callbacks = CallbackList([
+        episode_stats, evaluation, StepCheckpointCallback(checkpoints, config.checkpoint_every_steps),
+    ])
+    remaining = config.total_timesteps - model.num_timesteps
+    try:
+        if remaining > 0:
+            model.learn(total_timesteps=remaining, callback=callbacks, reset_num_timesteps=not found,
+                        progress_bar=progress_bar)
+    except KeyboardInterrupt:
+        path = save_checkpoint(model, checkpoints, f"interrupted_{model.num_timesteps:010d}")
+        raise TrainingInterrupted(path) from None
+    best_path = best_dir / "best_model.zip"
+    best = MaskablePPO.load(best_path, device="cpu") if best_path.exists() else None
+    return TrainingResult(model, best, found[0] if found else None, dict(episode_stats.totals),
+                          dict(telemetry.last))
