@@ -30,7 +30,8 @@ def project(tmp_path_factory) -> Path:
     shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     (root / "conf" / "local").mkdir()
     (root / "src").mkdir()  # the package itself is imported from the installed project
-    for layer in ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input", "08_reporting"):
+    for layer in ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input", "06_models",
+                  "07_model_output", "08_reporting"):
         (root / "data" / layer).mkdir(parents=True)
     return root
 
@@ -59,6 +60,19 @@ def test_kedro_run_test_env_writes_bars_report_and_mlflow_run(project):
         statuses = [row[0] for row in db.execute("select status from runs")]
     assert statuses and set(statuses) == {"FINISHED"}
     assert list(project.glob("mlruns/*/*/artifacts/data_quality_report.json"))
+    assert list(project.glob("mlruns/*/*/artifacts/phase2_policy.zip"))
+    registration = json.loads((project / "data/07_model_output/phase2_registration.json").read_text())
+    assert registration["name"] == "phase2_policy" and registration["version"] == "1"
+    report = json.loads((project / "data/07_model_output/phase2_validation_report.json").read_text())
+    assert report["flat"]["total_net_pnl"] == 0.0 and report["phase2"]["sessions"] == 1
+
+
+def test_evaluation_node_reruns_alone_from_the_stored_policy(project):
+    report_path = project / "data/07_model_output/phase2_validation_report.json"
+    before = json.loads(report_path.read_text())
+    report_path.unlink()
+    _kedro(project, "run", "--env", "test", "--nodes=evaluate_phase2_policy")
+    assert json.loads(report_path.read_text()) == before  # deterministic, from the stored policy
 
 
 def test_feature_and_split_pipelines_rerun_from_stored_inputs(project):

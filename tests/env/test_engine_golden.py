@@ -246,3 +246,68 @@ def test_rejected_engine_configs():
         EngineConfig(drawdown_limit=0)
     with pytest.raises(ValueError, match="episode_mode"):
         EngineConfig(episode_mode="forever")
+
+
+# ----------------------------------------------------------------- short side
+def _short_market(**bar3):
+    opens = flat_session()
+    highs, lows = opens.copy(), opens.copy()
+    for name, value in bar3.items():
+        {"open": opens, "high": highs, "low": lows}[name][3] = value
+    highs, lows = np.maximum(highs, opens), np.minimum(lows, opens)
+    return make_market(opens, highs=highs, lows=lows)
+
+
+def test_short_entry_levels_and_stop_hit_above():
+    engine, _ = run(_short_market(high=20_025.0), [S])
+    assert (engine.entry[0], engine.stop[0], engine.target[0]) == (19_999.75, 20_019.75, 19_959.75)
+    engine, _ = run(_short_market(high=20_025.0), [S, H, H])
+    # Exit 20019.75 + 0.25 = 20020.00: -20.25 points.
+    assert engine.side[0] == 0 and engine.cash[0] == pytest.approx(START - 405.0 - 4.5)
+    assert engine.mae[0] == pytest.approx(20.25)
+
+
+def test_short_target_hit_below():
+    engine, _ = run(_short_market(low=19_955.0), [S, H, H])
+    assert engine.cash[0] == pytest.approx(START + 800.0 - 4.5)
+    assert engine.mfe[0] == pytest.approx(40.0)
+
+
+def test_short_gaps_through_stop_and_target_fill_at_the_open():
+    engine, _ = run(_short_market(open=20_030.0), [S, H, H])
+    assert engine.cash[0] == pytest.approx(START - (20_030.25 - 19_999.75) * 20 - 4.5)
+    engine, _ = run(_short_market(open=19_950.0), [S, H, H])
+    assert engine.cash[0] == pytest.approx(START + (19_999.75 - 19_950.0) * 20 - 4.5)
+
+
+def test_open_beyond_the_target_fills_the_target_even_if_the_bar_later_hits_the_stop():
+    opens = flat_session()
+    opens[3] = 20_045.0
+    lows = opens.copy()
+    lows[3] = 19_975.0
+    engine, results = run(make_market(opens, lows=lows), [B, H, H])
+    assert engine.cash[0] == pytest.approx(START + (20_045.0 - 20_000.25) * 20 - 4.5)
+    assert not results[-1].terminated[0]
+
+
+def test_a_stop_assumed_over_a_touched_target_does_not_raise_the_peak():
+    opens = flat_session()
+    highs, lows = opens.copy(), opens.copy()
+    highs[3], lows[3] = 20_045.0, 19_975.0
+    engine, _ = run(make_market(opens, highs=highs, lows=lows), [B, H, H])
+    assert engine.cash[0] == pytest.approx(START - 409.5)
+    assert engine.peak[0] == START and engine.floor[0] == START - 2_500
+    assert engine.mfe[0] == 0.0
+
+
+def test_target_bar_judges_the_adverse_extreme_before_the_target():
+    # ATR 50: stop 100 points, target 200 points away.
+    opens = flat_session()
+    highs, lows = opens.copy(), opens.copy()
+    highs[3], lows[3] = 20_210.0, 19_905.0
+    engine, results = run(make_market(opens, highs=highs, lows=lows, atr=50.0), [B, H, H])
+    # Low first: 50000 - 2.25 - 95.25 x 20 = 48092.75 > floor 47500 -> no breach; then the target.
+    assert not results[-1].terminated[0]
+    assert engine.cash[0] == pytest.approx(START + 200 * 20 - 4.5)
+    assert engine.peak[0] == pytest.approx(START + 3_995.5) and engine.floor[0] == START
+    assert engine.mfe[0] == pytest.approx(200.0) and engine.mae[0] == pytest.approx(95.25)

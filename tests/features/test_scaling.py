@@ -36,7 +36,6 @@ def test_scaler_sees_no_validation_or_test_row():
     poisoned = features.copy()
     held_out = day.isin(splits.loc[splits["split"] != "train", "session_date"])
     poisoned.loc[held_out, list(SCALED_FEATURES)] = 1e9  # would move any statistic that saw them
-    poisoned.loc[~poisoned["valid_for_trading"], list(SCALED_FEATURES)] = 0.0
     fitted = fit_feature_scaler(poisoned, splits, {"clip": 5.0})
     reference = FeatureScaler.fit(features.loc[~held_out], clip=5.0)
     assert fitted["center"] == reference.center and fitted["scale"] == reference.scale

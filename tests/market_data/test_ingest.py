@@ -251,3 +251,24 @@ def test_bad_cleaning_config_is_rejected():
         CleaningConfig(min_session_coverage=0)
     with pytest.raises(TypeError):
         CleaningConfig(unknown_option=True)
+
+
+def test_plain_file_with_symbols_gets_the_same_contract_selection(tmp_path, two_day_bars):
+    frame = _plain_frame(two_day_bars).assign(symbol="NQH4")
+    other = frame.iloc[::7].assign(symbol="NQM4", volume=1, close=frame["close"].iloc[::7] + 150,
+                                   high=frame["high"].iloc[::7] + 150, open=frame["open"].iloc[::7] + 150,
+                                   low=frame["low"].iloc[::7] + 150)
+    spread = frame.iloc[::50].assign(symbol="NQH4-NQM4", open=-150.0, high=-149.0, low=-151.0, close=-150.0)
+    # The other month and the spreads come first in the file.
+    result = _ingest(_write(pd.concat([spread, other, frame], ignore_index=True), tmp_path / "mixed.csv"))
+    rules = result.report["rules"]
+    assert rules["calendar_spread"]["count"] == len(spread)
+    assert rules["non_front_contract"]["count"] == len(other)
+    assert set(result.bars["symbol"]) == {"NQH4"}
+    np.testing.assert_array_equal(result.bars["close"].to_numpy(), two_day_bars["close"].to_numpy())
+
+
+def test_strict_mode_refuses_a_dropped_session(tmp_path, two_day_bars):
+    frame = _plain_frame(two_day_bars).drop(index=range(600, 620))
+    with pytest.raises(DataQualityError, match="incomplete_session"):
+        _ingest(_write(frame, tmp_path / "gap.csv"), strict=True)

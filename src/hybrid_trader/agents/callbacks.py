@@ -10,8 +10,9 @@
   means of ``rollout/trades_per_episode``, ``rollout/net_pnl_per_episode`` ($)
   and ``rollout/invalid_actions_per_episode``.
 * :class:`StepCheckpointCallback` saves the model (policy and optimizer) every
-  ``save_every_steps`` environment steps with a JSON sidecar holding the step
-  count and the environment's RNG state.
+  ``save_every_steps`` environment steps, between updates, and at the end of
+  training, with a JSON sidecar holding the step count and the environment's
+  RNG state.
 """
 
 from __future__ import annotations
@@ -119,18 +120,31 @@ def latest_checkpoint(directory: Path) -> tuple[Path, dict[str, Any]] | None:
 
 
 class StepCheckpointCallback(BaseCallback):
-    """Checkpoint every ``save_every_steps`` environment steps (rounded to whole vector steps)."""
+    """Checkpoint once ``save_every_steps`` more environment steps have been trained on.
+
+    Checks happen between iterations (after an update, before the next rollout)
+    and at the end of training, so a checkpoint always holds a policy and an
+    optimizer that have learned from every step it counts.
+    """
 
     def __init__(self, directory: Path, save_every_steps: int, prefix: str = "checkpoint") -> None:
         super().__init__()
         self.directory, self.every, self.prefix = Path(directory), int(save_every_steps), prefix
-        self._next = None
+        self._next = 0
 
     def _on_training_start(self) -> None:
         self._next = (self.num_timesteps // self.every + 1) * self.every
 
-    def _on_step(self) -> bool:
-        if self.num_timesteps >= self._next:
+    def _save_if_due(self, force: bool = False) -> None:
+        if self.num_timesteps >= self._next or force:
             save_checkpoint(self.model, self.directory, f"{self.prefix}_{self.num_timesteps:010d}")
-            self._next += self.every
+            self._next = (self.num_timesteps // self.every + 1) * self.every
+
+    def _on_rollout_start(self) -> None:
+        self._save_if_due()
+
+    def _on_step(self) -> bool:
         return True
+
+    def _on_training_end(self) -> None:
+        self._save_if_due(force=True)

@@ -15,16 +15,20 @@ bar ``t + 1``:
    and ``target_stop_ratio x`` that distance from the fill (rounded to ticks).
 3. At the open of the session's last bar (16:59, or the early-close bar) an
    open position is closed at ``open +/- slippage``: the flat deadline.
-4. Otherwise the stop and target are checked against bar ``t+1``'s low/high;
-   when both are touched the stop is assumed (the worse). A stop fills at the
-   stop, or at the open if the bar gapped through it, minus slippage; a target
-   fills at the target (or the better open) without slippage (a resting limit).
-5. Apex trailing drawdown, judged conservatively within the bar: the equity
-   peak first takes the bar's favourable extreme (capped at the target), then
-   the equity at the adverse extreme (capped at the stop fill) is compared with
-   the floor ``min(peak - drawdown_limit, starting_balance)``. Touching the
-   floor is a breach: an open position is liquidated at the adverse extreme
-   minus slippage and the episode ends.
+4. An open beyond the target or the stop fills there at the open (a target
+   at the better open price; a stop at the open minus slippage). Otherwise the
+   stop and target are checked against bar ``t+1``'s low/high; when both are
+   touched the stop is assumed (the worse). A stop fills at the stop minus
+   slippage; a target at the target without slippage (a resting limit).
+5. Apex trailing drawdown, judged on the most adverse path the bar allows
+   while the position is open: open, then the favourable extreme (raising the
+   equity peak), then the adverse extreme, compared with the floor
+   ``min(peak - drawdown_limit, starting_balance)``. An exit at the open sees
+   only its fill; a bar that ends at the target saw its adverse extreme first
+   and no favourable excursion beyond the open; a stop assumed over a touched
+   target likewise. Touching the floor is a breach: the position is liquidated
+   at the adverse extreme (minus slippage unless that is already a stop fill)
+   and the episode ends.
 6. With the trailing stop on, the stop ratchets (never loosens) with
    ``close_{t+1}`` for the following bar.
 
@@ -329,33 +333,45 @@ class TradingEngine:
         """Steps 3-5 for the bar just opened: deadline, stop/target, drawdown. Returns breaches."""
         cfg = self.config
         long = side > 0
-        # 3-4. Flat deadline, then stop and target against the bar's range.
+        # 3-4. Flat deadline; then an open beyond the target or stop fills there first;
+        # then stop and target against the bar's range (the stop when both are touched).
         forced = in_position & last_bar
         live = in_position & ~forced
-        stop_hit = live & np.where(long, low <= self.stop, high >= self.stop)
-        target_hit = live & ~stop_hit & np.where(long, high >= self.target, low <= self.target)
-        gapped_stop = held_before & np.where(long, bar_open <= self.stop, bar_open >= self.stop)
+        open_held = live & held_before
+        gapped_target = open_held & np.where(long, bar_open >= self.target, bar_open <= self.target)
+        gapped_stop = open_held & np.where(long, bar_open <= self.stop, bar_open >= self.stop)
+        touched_stop = np.where(long, low <= self.stop, high >= self.stop)
+        touched_target = np.where(long, high >= self.target, low <= self.target)
+        stop_hit = live & ~gapped_target & (gapped_stop | touched_stop)
+        target_hit = live & ~stop_hit & (gapped_target | touched_target)
         stop_fill = np.where(gapped_stop, bar_open, self.stop) - side * self._slip
-        gapped_target = held_before & np.where(long, bar_open >= self.target, bar_open <= self.target)
         target_fill = np.where(gapped_target, bar_open, self.target)
         forced_fill = bar_open - side * self._slip
 
-        # 5. Conservative drawdown within the bar.
-        favourable = np.where(long, np.minimum(high, self.target), np.maximum(low, self.target))
-        favourable = np.where(target_hit, target_fill, np.where(forced, forced_fill, favourable))
-        adverse = np.where(stop_hit, stop_fill, np.where(forced, forced_fill, np.where(long, low, high)))
+        # 5. Drawdown along the most adverse path the bar allows while the position is open:
+        # open -> favourable extreme -> adverse extreme. An exit at the open sees only the
+        # fill; a target exit (its adverse extreme came first) and a stop assumed over a
+        # touched target see no favourable excursion beyond the open.
+        exit_at_open = forced | gapped_stop | gapped_target
+        open_fill = np.where(forced, forced_fill, np.where(gapped_stop, stop_fill, target_fill))
+        no_excursion = target_hit | (stop_hit & touched_target)
+        favourable = np.where(exit_at_open, open_fill,
+                              np.where(no_excursion, bar_open, np.where(long, high, low)))
+        adverse = np.where(exit_at_open, open_fill,
+                           np.where(stop_hit, stop_fill, np.where(long, low, high)))
         position_value = side * self._point_value
         equity_favourable = self.cash + position_value * (favourable - self.entry)
         equity_adverse = self.cash + position_value * (adverse - self.entry)
         self.peak = np.where(in_position, np.maximum(self.peak, equity_favourable), self.peak)
         self.floor = np.minimum(self.peak - cfg.drawdown_limit, cfg.starting_balance)
         breach = in_position & (equity_adverse <= self.floor)
-        self.mfe = np.where(in_position, np.maximum(self.mfe, side * (favourable - self.entry)), self.mfe)
+        best = np.where(target_hit & ~breach, target_fill, favourable)
+        self.mfe = np.where(in_position, np.maximum(self.mfe, side * (best - self.entry)), self.mfe)
         self.mae = np.where(in_position, np.maximum(self.mae, side * (self.entry - adverse)), self.mae)
 
         exiting = forced | stop_hit | target_hit | breach
         if exiting.any():
-            liquidation_fill = np.where(stop_hit | forced, adverse, adverse - side * self._slip)
+            liquidation_fill = np.where(stop_hit | exit_at_open, adverse, adverse - side * self._slip)
             exit_price = np.where(breach, liquidation_fill,
                                   np.where(forced, forced_fill, np.where(stop_hit, stop_fill, target_fill)))
             gross = position_value * (exit_price - self.entry)

@@ -15,7 +15,7 @@ import pandas as pd
 
 from hybrid_trader.market_data.calendar import EXCHANGE_TZ, expected_bar_times, sessions_between
 from hybrid_trader.market_data.ingest import PRICE_COLUMNS, parse_raw_bars, select_outright_contract
-from hybrid_trader.market_data.quality import QualityLog
+from hybrid_trader.market_data.quality import DataQualityError, QualityLog
 
 __all__ = ["CleaningConfig", "IngestionResult", "BAR_COLUMNS", "ingest_bars"]
 
@@ -88,7 +88,8 @@ def ingest_bars(raw: pd.DataFrame, config: CleaningConfig, source: str) -> Inges
     bars, fmt = parse_raw_bars(
         raw, log, assume_timezone=config.assume_timezone, default_symbol=config.default_symbol
     )
-    if fmt == "databento":
+    has_symbols = fmt == "databento" or "symbol" in {str(c).strip().lower() for c in raw.columns}
+    if has_symbols:  # any file naming its instruments may mix months or spreads
         bars = select_outright_contract(bars, log, symbol_root=config.symbol_root, exchange_tz=EXCHANGE_TZ)
 
     earlier = bars["timestamp"].diff() < pd.Timedelta(0)
@@ -142,8 +143,10 @@ def ingest_bars(raw: pd.DataFrame, config: CleaningConfig, source: str) -> Inges
         "plus_filled_bars": filled,
     }
     accounting["rows_out"] = len(bars_out)
-    assert sum(v for k, v in accounting.items() if k != "rows_out") == len(bars_out), accounting
-    assert rows_before_session == len(bars) + log.outcomes["outside_session"]["count"]
+    if sum(v for k, v in accounting.items() if k != "rows_out") != len(bars_out) or (
+        rows_before_session != len(bars) + log.outcomes["outside_session"]["count"]
+    ):
+        raise RuntimeError(f"row accounting does not balance (a bug, please report): {accounting}")
 
     report = {
         "source": source,
@@ -216,7 +219,11 @@ def _fill_to_grid(
     dropped_rows = int(per_session.loc[drop, "present"].sum())
     first_rows = _rows(bars, bars["timestamp"].dt.tz_localize(None).dt.normalize().isin(
         pd.DatetimeIndex(per_session.index[drop])), 10)
-    log.record("incomplete_session", dropped_rows if dropped_rows else int(drop.sum()), first_rows,
+    if drop.any() and config.strict:
+        raise DataQualityError(log.source, first_rows[0] if first_rows else None, "incomplete_session",
+                               f"{int(drop.sum())} incomplete session(s) and strict mode is on: "
+                               f"{[d['session_date'] for d in dropped_sessions][:5]}")
+    log.record("incomplete_session", dropped_rows, first_rows,
                detail=f"{int(drop.sum())} session(s) dropped" if drop.any() else "")
 
     kept = merged.loc[~merged["session_date"].isin(per_session.index[drop])].reset_index(drop=True)

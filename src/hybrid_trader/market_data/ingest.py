@@ -151,8 +151,8 @@ def select_outright_contract(
 ) -> pd.DataFrame:
     """Keep one outright contract per session day.
 
-    Rules, in order: calendar spreads (symbols with ``-``, e.g. ``NQZ5-NQH6``)
-    are dropped (``calendar_spread``); if ``symbol_root`` is given, symbols of
+    Rules, in order: calendar spreads (outright legs joined by ``-``, e.g.
+    ``NQZ5-NQH6``) are dropped (``calendar_spread``); if ``symbol_root`` is given, symbols of
     other roots are dropped (``other_instrument``); then on each New York
     calendar day the outright with the largest total volume is kept and the
     other months dropped (``non_front_contract``): a simple volume roll rule.
@@ -160,7 +160,7 @@ def select_outright_contract(
     Raises:
         DataQualityError: several roots remain and ``symbol_root`` is unset.
     """
-    is_spread = bars["symbol"].str.contains("-", regex=False)
+    is_spread = bars["symbol"].map(_is_spread).astype(bool)
     log.record("calendar_spread", int(is_spread.sum()), _rows(bars, is_spread))
     bars = bars.loc[~is_spread]
 
@@ -185,6 +185,12 @@ def select_outright_contract(
     keep = bars["symbol"].to_numpy() == day.map(front).to_numpy()
     log.record("non_front_contract", int((~keep).sum()), _rows(bars, ~keep))
     return bars.loc[keep]
+
+
+def _is_spread(symbol: str) -> bool:
+    """``NQZ5-NQH6``: outright legs joined by ``-`` (a name like ``NQ-SYNTH`` is not a spread)."""
+    legs = symbol.split("-")
+    return len(legs) > 1 and all(_OUTRIGHT.match(leg) for leg in legs)
 
 
 def _root_of(symbol: str) -> str:

@@ -33,7 +33,7 @@ RULES: dict[str, Rule] = {
         Rule("required_columns", "error", "The file has every column of its format (Databento or plain)."),
         Rule("unparseable_timestamp", "error", "Every timestamp parses (ISO-8601 with or without offset, or epoch ns)."),
         Rule("unparseable_value", "error", "Every price and volume is a finite number."),
-        Rule("calendar_spread", "filter", "Spread rows (symbol contains '-', e.g. NQZ5-NQH6) are dropped."),
+        Rule("calendar_spread", "filter", "Spread rows (outright legs joined by '-', e.g. NQZ5-NQH6) are dropped."),
         Rule("other_instrument", "filter", "Rows of another root than symbol_root are dropped."),
         Rule("non_front_contract", "filter", "Per New York day, only the outright month with the most volume is kept."),
         Rule("out_of_order", "repair", "Rows whose timestamp is earlier than the previous row's; repaired by a stable sort."),
