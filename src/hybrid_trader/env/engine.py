@@ -133,6 +133,8 @@ class TradingEngine:
         if config.episode_mode == "random_start" and len(self._random_starts) == 0:
             raise ValueError("no bar allows an episode to start (check the entry window and the data)")
         self._next_session = 0
+        # Full-session episodes end at the session's last bar, never on a step budget.
+        self._step_budget = config.max_episode_steps if config.episode_mode == "random_start" else np.iinfo(np.int64).max
         n = n_envs
         self.t = np.zeros(n, dtype=np.int64)
         self.steps = np.zeros(n, dtype=np.int64)
@@ -252,34 +254,35 @@ class TradingEngine:
         valid = self.action_masks()[self._all, actions]
         self._masks = None
         invalid = ~valid
-        if invalid.any():
+        if not valid.all():
             self.invalid_actions += invalid
             actions = np.where(valid, actions, _HOLD)
         t = self.t
         atr_t = market.atr[t]
+        # Which actions occur at all: one call instead of one test per action.
+        present = np.bincount(actions, minlength=N_ACTIONS)
 
         # 1. Decision effects at the close of t.
-        to_breakeven = actions == _BREAKEVEN
-        if to_breakeven.any():
+        if present[_BREAKEVEN]:
+            to_breakeven = actions == _BREAKEVEN
             self.stop = np.where(to_breakeven, self.entry, self.stop)
             self.at_breakeven |= to_breakeven
-        enable = actions == _TRAIL_ON
-        if enable.any():
+        if present[_TRAIL_ON]:
+            enable = actions == _TRAIL_ON
             self.trail_distance = np.where(enable, self._ticks(cfg.trailing_atr_multiple * atr_t),
                                            self.trail_distance)
             self.trailing |= enable
             self._ratchet(market.close[t] - self.side * self.trail_distance, enable)
-        disable = actions == _TRAIL_OFF
-        if disable.any():
-            self.trailing &= ~disable
+        if present[_TRAIL_OFF]:
+            self.trailing &= actions != _TRAIL_OFF
 
         # 2. Entries fill at the next open.
         j = t + 1
         bar_open, high, low, close = market.open[j], market.high[j], market.low[j], market.close[j]
         held_before = self.side != 0
-        enter_side = (actions == _BUY).astype(np.int64) - (actions == _SELL)
-        entering = enter_side != 0
-        if entering.any():
+        if present[_BUY] or present[_SELL]:
+            enter_side = (actions == _BUY).astype(np.int64) - (actions == _SELL)
+            entering = enter_side != 0
             fill = bar_open + enter_side * self._slip
             stop_distance = self._ticks(cfg.stop_atr_multiple * atr_t)
             target_distance = self._ticks(cfg.target_stop_ratio * stop_distance)
@@ -319,34 +322,35 @@ class TradingEngine:
 
         reward = (self.equity - equity_prev) * cfg.reward_scale - breach * cfg.breach_penalty
         terminated = breach | last_bar
-        data_end = ~terminated & (j + 1 >= market.n_bars)
-        if cfg.episode_mode == "random_start":
-            max_steps = ~terminated & ~data_end & (self.steps >= cfg.max_episode_steps)
-        else:
-            max_steps = np.zeros(self.n_envs, dtype=bool)
-        truncated = data_end | max_steps
-        end_reason = np.where(breach, _BREACH, np.where(last_bar, _SESSION_END, np.where(
-            max_steps, _MAX_STEPS, np.where(data_end, _DATA_END, 0))))
+        # Truncations: the episode's step budget, or (never with complete sessions) the data's end.
+        truncated = ~terminated & (market.final_row[j] | (self.steps >= self._step_budget))
+        end_reason = np.zeros(self.n_envs, dtype=np.int64)
+        if terminated.any() or truncated.any():
+            end_reason = np.where(breach, _BREACH, np.where(last_bar, _SESSION_END, np.where(
+                truncated & market.final_row[j], _DATA_END, np.where(truncated, _MAX_STEPS, 0))))
         return StepResult(reward, terminated, truncated, end_reason, invalid)
 
     def _play_position_bar(self, side, in_position, held_before, last_bar, bar_open, high, low) -> np.ndarray:
         """Steps 3-5 for the bar just opened: deadline, stop/target, drawdown. Returns breaches."""
         cfg = self.config
         long = side > 0
+        # The bar's extremes as seen by the position: best and worst price for its side.
+        best_price = np.where(long, high, low)
+        worst_price = np.where(long, low, high)
         # 3-4. Flat deadline; then an open beyond the target or stop fills there first;
         # then stop and target against the bar's range (the stop when both are touched).
         forced = in_position & last_bar
-        live = in_position & ~forced
+        live = in_position ^ forced
         open_held = live & held_before
-        gapped_target = open_held & np.where(long, bar_open >= self.target, bar_open <= self.target)
-        gapped_stop = open_held & np.where(long, bar_open <= self.stop, bar_open >= self.stop)
-        touched_stop = np.where(long, low <= self.stop, high >= self.stop)
-        touched_target = np.where(long, high >= self.target, low <= self.target)
-        stop_hit = live & ~gapped_target & (gapped_stop | touched_stop)
+        gapped_target = open_held & (side * (bar_open - self.target) >= 0)
+        gapped_stop = open_held & (side * (bar_open - self.stop) <= 0)
+        touched_target = side * (best_price - self.target) >= 0
+        stop_hit = live & ~gapped_target & (gapped_stop | (side * (worst_price - self.stop) <= 0))
         target_hit = live & ~stop_hit & (gapped_target | touched_target)
-        stop_fill = np.where(gapped_stop, bar_open, self.stop) - side * self._slip
+        slip = side * self._slip
+        stop_fill = np.where(gapped_stop, bar_open, self.stop) - slip
         target_fill = np.where(gapped_target, bar_open, self.target)
-        forced_fill = bar_open - side * self._slip
+        forced_fill = bar_open - slip
 
         # 5. Drawdown along the most adverse path the bar allows while the position is open:
         # open -> favourable extreme -> adverse extreme. An exit at the open sees only the
@@ -355,10 +359,8 @@ class TradingEngine:
         exit_at_open = forced | gapped_stop | gapped_target
         open_fill = np.where(forced, forced_fill, np.where(gapped_stop, stop_fill, target_fill))
         no_excursion = target_hit | (stop_hit & touched_target)
-        favourable = np.where(exit_at_open, open_fill,
-                              np.where(no_excursion, bar_open, np.where(long, high, low)))
-        adverse = np.where(exit_at_open, open_fill,
-                           np.where(stop_hit, stop_fill, np.where(long, low, high)))
+        favourable = np.where(exit_at_open, open_fill, np.where(no_excursion, bar_open, best_price))
+        adverse = np.where(exit_at_open, open_fill, np.where(stop_hit, stop_fill, worst_price))
         position_value = side * self._point_value
         equity_favourable = self.cash + position_value * (favourable - self.entry)
         equity_adverse = self.cash + position_value * (adverse - self.entry)
@@ -371,7 +373,7 @@ class TradingEngine:
 
         exiting = forced | stop_hit | target_hit | breach
         if exiting.any():
-            liquidation_fill = np.where(stop_hit | exit_at_open, adverse, adverse - side * self._slip)
+            liquidation_fill = np.where(stop_hit | exit_at_open, adverse, adverse - slip)
             exit_price = np.where(breach, liquidation_fill,
                                   np.where(forced, forced_fill, np.where(stop_hit, stop_fill, target_fill)))
             gross = position_value * (exit_price - self.entry)

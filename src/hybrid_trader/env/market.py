@@ -56,6 +56,13 @@ class MarketData:
         view = np.lib.stride_tricks.sliding_window_view(self.window_features, WINDOW_LENGTH, axis=0)
         return np.ascontiguousarray(view).reshape(len(view), -1)
 
+    @cached_property
+    def final_row(self) -> np.ndarray:
+        """``(T,)`` booleans: true only at the data's last row."""
+        final = np.zeros(len(self.close), dtype=bool)
+        final[-1] = True
+        return final
+
     @property
     def n_bars(self) -> int:
         return len(self.close)
