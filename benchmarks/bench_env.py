@@ -5,7 +5,7 @@ N = 1, 16, 64 and 256, and of a trivial VecEnv that returns zeros, in one run; t
 episode lengths and end reasons of a random policy that picks uniformly among
 the valid actions, on the stored default data.
 
-    .venv/bin/python benchmarks/bench_env.py   (after `kedro run`)
+    .venv/bin/python -m benchmarks.bench_env   (after `kedro run`)
 """
 
 from __future__ import annotations

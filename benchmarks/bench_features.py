@@ -3,7 +3,7 @@
 Prints bars per second of ``compute_bar_features`` (best of ``--repeats``),
 and, for scale, of the cleaning step before it.
 
-    .venv/bin/python benchmarks/bench_features.py [--days 252] [--repeats 3]
+    .venv/bin/python -m benchmarks.bench_features [--days 252] [--repeats 3]
 """
 
 from __future__ import annotations

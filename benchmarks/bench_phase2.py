@@ -4,7 +4,7 @@ Both train MaskablePPO with the same hyperparameters (``conf/base/parameters_pha
 and observation/action spaces for the same number of steps; the only difference
 is the environment. Prints steps/s of each and their ratio (1.00 = no overhead).
 
-    .venv/bin/python benchmarks/bench_phase2.py [--steps 32768]   (after `kedro run`)
+    .venv/bin/python -m benchmarks.bench_phase2 [--steps 32768]   (after `kedro run`)
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ default data, in full-session episodes. Prints, per (stop ATR multiple,
 target/stop ratio): mean trade length in bars, how trades ended (stop, target,
 deadline, breach), drawdown breaches per session and mean episode length.
 
-    .venv/bin/python benchmarks/measure_stop_defaults.py   (after `kedro run`)
+    .venv/bin/python -m benchmarks.measure_stop_defaults   (after `kedro run`)
 """
 
 from __future__ import annotations
