@@ -1,0 +1,122 @@
+"""Prompts in trader's units, built from named features and bucketed.
+
+The template (``advisor.prompt`` in ``conf/base/parameters_advisor.yml``) has
+a *static prefix* (instructions; its key/value cache is computed once) and a
+*state* part with named fields. Field values are bucketed so that equal market
+situations give equal prompt text, which is what makes the answer cache work:
+
+* ``trend``: ``strong up`` / ``up`` / ``sideways`` / ``down`` / ``strong down``
+  from the SMA-50 slope (ATR per 10 bars) and ADX-14;
+* ``rsi``: RSI-14 (0-100) rounded to ``rsi_step``;
+* ``momentum``: 30-bar return in percent, rounded to ``momentum_step_pct``;
+* ``vwap``: distance to the session VWAP in ATR, rounded to ``vwap_step_atr``;
+* ``volatility``: ``low`` / ``normal`` / ``high`` volatility percentile (terciles);
+* ``atr``: ATR-14 in points, rounded to ``atr_step_points``;
+* ``position``: ``flat`` / ``long`` / ``short``; ``pnl``: open P&L in dollars,
+  rounded to ``pnl_step``; ``buffer``: drawdown buffer in dollars, rounded
+  down to ``buffer_step``; ``minutes_left``: minutes to the flat deadline,
+  rounded down to ``minutes_step``.
+
+Inputs are raw (unscaled) values named as in the observation registry, plus
+``unrealized_pnl`` and ``drawdown_buffer`` in dollars and ``minutes_to_flat``
+in minutes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from hybrid_trader.env.actions import Action
+
+__all__ = ["PromptTemplate", "Buckets", "PromptBuilder", "STATE_INPUTS", "ANSWER_WORDS"]
+
+STATE_INPUTS = ("sma50_slope", "adx14", "rsi14", "momentum30", "vwap_distance", "volatility_percentile",
+                "atr14", "position_side", "unrealized_pnl", "drawdown_buffer", "minutes_to_flat")
+# The word that answers with each action (scored as whole words).
+ANSWER_WORDS = {Action.HOLD: "HOLD", Action.BUY: "BUY", Action.SELL: "SELL",
+                Action.MOVE_SL_TO_BREAKEVEN: "BREAKEVEN", Action.ENABLE_TRAILING_STOP: "TRAIL",
+                Action.DISABLE_TRAILING_STOP: "UNTRAIL"}
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """A versioned prompt: static ``prefix`` + ``state`` with ``{field}`` placeholders."""
+
+    version: str
+    prefix: str
+    state: str
+
+    def __post_init__(self) -> None:
+        lines = (self.prefix + self.state).count("\n") + 1
+        if lines >= 50:
+            raise ValueError(f"prompt template {self.version} has {lines} lines; keep it under 50")
+
+
+@dataclass(frozen=True)
+class Buckets:
+    """Rounding steps of the prompt's values (``advisor.prompt.buckets``)."""
+
+    rsi_step: float = 10.0
+    momentum_step_pct: float = 0.2
+    vwap_step_atr: float = 1.0
+    atr_step_points: float = 5.0
+    pnl_step: float = 100.0
+    buffer_step: float = 500.0
+    minutes_step: float = 30.0
+    trend_slope_atr: float = 0.3
+    strong_trend_adx: float = 25.0
+
+
+def _round(value: float, step: float) -> float:
+    return round(value / step) * step
+
+
+def _floor(value: float, step: float) -> float:
+    return math.floor(value / step) * step
+
+
+@dataclass
+class PromptBuilder:
+    """Turns a state (named raw values) and its allowed actions into prompt text."""
+
+    template: PromptTemplate
+    buckets: Buckets = field(default_factory=Buckets)
+
+    def fields(self, state: Mapping[str, Any]) -> dict[str, str]:
+        """The template's fields for ``state``, bucketed and in trader's units."""
+        missing = [name for name in STATE_INPUTS if name not in state]
+        if missing:
+            raise KeyError(f"advisor state lacks {missing}")
+        b = self.buckets
+        slope, adx = float(state["sma50_slope"]), float(state["adx14"])
+        direction = "up" if slope > b.trend_slope_atr else "down" if slope < -b.trend_slope_atr else "sideways"
+        if direction != "sideways" and adx >= b.strong_trend_adx:
+            direction = f"strong {direction}"
+        percentile = float(state["volatility_percentile"])
+        side = int(state["position_side"])
+        return {
+            "trend": direction,
+            "rsi": f"{_round(float(state['rsi14']), b.rsi_step):.0f}",
+            "momentum": f"{_round(100 * float(state['momentum30']), b.momentum_step_pct):+.1f}%",
+            "vwap": f"{_round(float(state['vwap_distance']), b.vwap_step_atr):+.1f} ATR",
+            "volatility": "low" if percentile < 1 / 3 else "high" if percentile > 2 / 3 else "normal",
+            "atr": f"{_round(float(state['atr14']), b.atr_step_points):.0f}",
+            "position": {1: "long", -1: "short"}.get(side, "flat"),
+            "pnl": f"${_round(float(state['unrealized_pnl']), b.pnl_step):+,.0f}",
+            "buffer": f"${_floor(float(state['drawdown_buffer']), b.buffer_step):,.0f}",
+            "minutes_left": f"{_floor(float(state['minutes_to_flat']), b.minutes_step):.0f}",
+        }
+
+    def state_text(self, state: Mapping[str, Any], allowed: tuple[int, ...]) -> str:
+        """The state part of the prompt (everything after the static prefix)."""
+        words = ", ".join(ANSWER_WORDS[Action(a)] for a in allowed)
+        return self.template.state.format(**self.fields(state), allowed=words)
+
+    def content_free_text(self, allowed: tuple[int, ...]) -> str:
+        """The same prompt with every value replaced by ``N/A`` (for contextual calibration)."""
+        blank = {name: "N/A" for name in ("trend", "rsi", "momentum", "vwap", "volatility", "atr", "position",
+                                           "pnl", "buffer", "minutes_left")}
+        words = ", ".join(ANSWER_WORDS[Action(a)] for a in allowed)
+        return self.template.state.format(**blank, allowed=words)

@@ -1,0 +1,153 @@
+"""The advisor on the tiny random model (fast) and the real default model (offline)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hybrid_trader.advisor.advisor import Advisor, AdvisorConfig
+from hybrid_trader.advisor.backend import AdvisorUnavailable, BackendConfig, TransformersBackend, resolve_device
+from hybrid_trader.advisor.cache import AdviceCache
+from hybrid_trader.advisor.parsing import parse_answer
+from hybrid_trader.advisor.prompts import PromptBuilder, PromptTemplate
+from tests.advisor.conftest import FLAT_MASK, LONG_MASK, mirrored, up_state
+
+
+class CountingBackend:
+    def __init__(self, inner, fail: bool = False):
+        self.inner, self.fail, self.calls = inner, fail, 0
+        self.identity = inner.identity
+
+    def option_logprobs(self, *args):
+        self.calls += 1
+        if self.fail:
+            raise RuntimeError("model exploded")
+        return self.inner.option_logprobs(*args)
+
+
+def test_two_pass_option_scores_equal_full_sequence_scoring(tiny_backend):
+    prefix, suffixes, options = "Market note.", [" Up strongly today and", " Down"], [" BUY", " SELL", " HOLD"]
+    got = tiny_backend.option_logprobs(prefix, suffixes, options)
+    tok = tiny_backend.tokenizer
+    for i, suffix in enumerate(suffixes):
+        context = tok(prefix, add_special_tokens=False).input_ids + tok(suffix, add_special_tokens=False).input_ids
+        for j, option in enumerate(options):
+            answer = tok(option, add_special_tokens=False).input_ids
+            with torch.inference_mode():
+                logits = tiny_backend.model(torch.tensor([context + answer])).logits
+            logprobs = torch.log_softmax(logits.float(), -1)[0]
+            expected = sum(logprobs[len(context) - 1 + k, t].item() for k, t in enumerate(answer))
+            assert got[i, j] == pytest.approx(expected, abs=1e-4)
+
+
+def test_score_answers_are_distributions_over_the_allowed_actions(tiny_backend, builder):
+    advisor = Advisor(tiny_backend, builder, AdvisorConfig())
+    advice = advisor.advise([up_state(), up_state(position_side=1, unrealized_pnl=120.0)],
+                            np.stack([FLAT_MASK, LONG_MASK]))
+    assert advice.has_advice.all()
+    np.testing.assert_allclose(advice.probabilities.sum(axis=1), 1.0)
+    assert (advice.probabilities[0, 3:] == 0).all() and (advice.probabilities[1, [1, 2, 5]] == 0).all()
+    np.testing.assert_array_equal(advice.confidence, advice.probabilities.max(axis=1))
+
+
+def test_calibration_makes_the_content_free_prompt_uniform(tiny_backend, builder):
+    advisor = Advisor(tiny_backend, builder, AdvisorConfig())
+    options = (0, 1, 2)
+    free = advisor._score(options, [builder.content_free_text(options)])[0]
+    np.testing.assert_allclose(free[list(options)], 1 / 3)
+    raw = Advisor(tiny_backend, builder, AdvisorConfig(calibrate=False))._score(options, [builder.content_free_text(options)])[0]
+    assert not np.allclose(raw[list(options)], 1 / 3)  # the uncalibrated prior is not flat
+
+
+def test_cache_hits_skip_the_model_miss_on_a_new_template_and_survive_a_restart(tiny_backend, builder, tmp_path):
+    path = tmp_path / "advice.parquet"
+    counting = CountingBackend(tiny_backend)
+    advisor = Advisor(counting, builder, AdvisorConfig(), AdviceCache(path))
+    first = advisor.advise([up_state()], FLAT_MASK[None])
+    calls = counting.calls
+    second = advisor.advise([up_state(rsi14=66.0)], FLAT_MASK[None])  # same bucket, same prompt
+    assert counting.calls == calls and second.cache_hit[0]
+    np.testing.assert_array_equal(first.probabilities, second.probabilities)
+    advisor.close()
+
+    restarted = Advisor(CountingBackend(tiny_backend), builder, AdvisorConfig(), AdviceCache(path))
+    again = restarted.advise([up_state()], FLAT_MASK[None])
+    assert again.cache_hit[0] and restarted.backend.calls == 0
+
+    new_version = PromptBuilder(PromptTemplate("v2", builder.template.prefix, builder.template.state), builder.buckets)
+    other = Advisor(CountingBackend(tiny_backend), new_version, AdvisorConfig(), AdviceCache(path))
+    assert not other.advise([up_state()], FLAT_MASK[None]).cache_hit[0]
+
+
+def test_a_raising_model_never_propagates_and_switches_off_after_k_failures(tiny_backend, builder):
+    failing = CountingBackend(tiny_backend, fail=True)
+    advisor = Advisor(failing, builder, AdvisorConfig(max_consecutive_failures=2))
+    for k in range(3):
+        advice = advisor.advise([up_state(rsi14=10.0 * k)], FLAT_MASK[None])
+        assert not advice.has_advice.any() and np.isnan(advice.probabilities).all()
+    assert advisor.stats.failures == 2 and advisor.stats.disabled
+    assert failing.calls == 2  # off: no further model calls
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("BUY | 0.8 | strong uptrend", (1, 0.8)),
+        ("  sell|0.35|fading the move  \nmore text", (2, 0.35)),
+        ("HOLD | 1 | nothing to do", (0, 1.0)),
+        ("BREAKEVEN | .5 | lock it", (3, 0.5)),
+        ("BUY", None),
+        ("BUY | high | trend", None),
+        ("BUY | 1.5 | trend", None),
+        ("BUY | 0.8 |", None),
+        ("MAYBE | 0.8 | unsure", None),
+        ("I think BUY | 0.8 | trend", None),
+        ("", None),
+        ("0.8 | BUY | trend", None),
+    ],
+)
+def test_strict_parsing(text, expected):
+    parsed = parse_answer(text)
+    assert (None if parsed is None else (parsed.action, parsed.confidence)) == expected
+
+
+def test_parsing_rejects_an_action_the_mask_forbids():
+    assert parse_answer("BUY | 0.9 | go", allowed=(0, 3, 4)) is None
+
+
+def test_missing_model_is_reported_before_training(tmp_path):
+    with pytest.raises(AdvisorUnavailable, match="does not exist.*model_path"):
+        TransformersBackend.load(BackendConfig(model_path=str(tmp_path / "nope")))
+
+
+def test_real_default_model_answers_offline(real_backend, builder):
+    """SmolLM2-135M-Instruct from the wheel: valid calibrated answers; its sense of direction is measured."""
+    advisor = Advisor(real_backend, builder, AdvisorConfig())
+    ups = [up_state(rsi14=r, momentum30=m, vwap_distance=v)
+           for r, m, v in [(68, 0.006, 2.0), (75, 0.01, 3.0), (62, 0.004, 1.0), (80, 0.012, 2.0)]]
+    states = ups + [mirrored(s) for s in ups]
+    advice = advisor.advise(states, np.repeat(FLAT_MASK[None], len(states), axis=0))
+    assert advice.has_advice.all()
+    np.testing.assert_allclose(advice.probabilities.sum(axis=1), 1.0)
+    edge = advice.probabilities[:, 1] - advice.probabilities[:, 2]  # P(BUY) - P(SELL)
+    agree = float(np.mean(edge[:4] > edge[4:]))
+    print(f"\nreal model: uptrend minus mirrored-downtrend BUY-SELL edge agrees in {agree:.0%} of pairs")
+    assert real_backend.identity.startswith("SmolLM2-135M-Instruct")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_path_places_the_model_on_cuda_in_half_precision(tmp_path, builder):
+    backend = TransformersBackend.load(BackendConfig(cache_dir=str(tmp_path), device="auto"))
+    assert backend.device == "cuda"
+    assert next(backend.model.parameters()).dtype in (torch.bfloat16, torch.float16)
+    advice = Advisor(backend, builder, AdvisorConfig()).advise([up_state()], FLAT_MASK[None])
+    assert advice.has_advice.all()
+
+
+def test_device_resolution_without_a_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert resolve_device("auto", "auto") == ("cpu", torch.float32)
+    with pytest.raises(AdvisorUnavailable, match="no CUDA device"):
+        resolve_device("cuda", "auto")
