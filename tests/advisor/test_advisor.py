@@ -151,3 +151,14 @@ def test_device_resolution_without_a_gpu():
     assert resolve_device("auto", "auto") == ("cpu", torch.float32)
     with pytest.raises(AdvisorUnavailable, match="no CUDA device"):
         resolve_device("cuda", "auto")
+
+
+def test_saved_responses_record_every_answer(tiny_backend, builder):
+    advisor = Advisor(tiny_backend, builder, AdvisorConfig(), save_responses=True)
+    advisor.advise([up_state(), mirrored(up_state())], np.stack([FLAT_MASK, FLAT_MASK]), env_ids=[3, 7])
+    advisor.advise([up_state()], FLAT_MASK[None], env_ids=[3])
+    log = advisor.responses()
+    assert len(log) == 3 and log["env"].tolist() == [3, 7, 3]
+    assert log["cache_hit"].tolist() == [False, False, True]
+    assert (log["action"].isin([0, 1, 2])).all() and (log["error"] == "").all()
+    np.testing.assert_allclose(log[[c for c in log if c.startswith("p_")]].sum(axis=1), 1.0)

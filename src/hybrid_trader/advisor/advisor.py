@@ -96,10 +96,12 @@ class Advisor:
     """Turns states and masks into distributions over the actions, with a cache."""
 
     def __init__(self, backend: Any, builder: PromptBuilder, config: AdvisorConfig,
-                 cache: AdviceCache | None = None) -> None:
+                 cache: AdviceCache | None = None, save_responses: bool = False) -> None:
         self.backend, self.builder, self.config = backend, builder, config
         self.cache = cache if cache is not None else AdviceCache()
         self.stats = AdvisorStats()
+        self.save_responses = save_responses
+        self._responses: list[dict[str, Any]] = []
         self._content_free: dict[tuple[int, ...], np.ndarray] = {}
 
     @classmethod
@@ -111,15 +113,27 @@ class Advisor:
         config = AdvisorConfig(method=params["method"], calibrate=params["calibrate"],
                                max_consecutive_failures=params["max_consecutive_failures"], **params["generate"])
         backend = TransformersBackend.load(BackendConfig(**params["model"]))
-        return cls(backend, builder, config, AdviceCache(params.get("cache_path")))
+        return cls(backend, builder, config, AdviceCache(params.get("cache_path")),
+                   save_responses=bool(params.get("save_llm_responses", False)))
 
     def close(self) -> None:
         """Persist the cache."""
         self.cache.flush()
 
     # -------------------------------------------------------------------------
-    def advise(self, states: Sequence[Mapping[str, Any]], masks: np.ndarray) -> Advice:
+    def responses(self) -> "pd.DataFrame":
+        """Every answer since creation (``save_responses`` on): ``time``, ``env``, ``prompt_hash``,
+        ``p_<action>`` (6 columns), ``action`` (the most probable, -1 without advice),
+        ``confidence``, ``latency_ms`` (the call's wall time), ``cache_hit`` and ``error``
+        (``failure``, ``abstention``, ``disabled`` or empty)."""
+        import pandas as pd
+
+        return pd.DataFrame(self._responses)
+
+    def advise(self, states: Sequence[Mapping[str, Any]], masks: np.ndarray,
+               env_ids: Sequence[int] | None = None) -> Advice:
         start = time.perf_counter()
+        failures_before, abstentions_before = self.stats.failures, self.stats.abstentions
         n = len(states)
         masks = np.asarray(masks, dtype=bool).reshape(n, N_ACTIONS)
         probabilities = np.full((n, N_ACTIONS), np.nan)
@@ -146,7 +160,24 @@ class Advisor:
                         probabilities[i], confidence[i] = answer, float(np.max(answer))
                         self.cache.put(keys[i], answer, confidence[i])
         has_advice = ~np.isnan(confidence)
-        return Advice(probabilities, confidence, has_advice, hit, prompts, (time.perf_counter() - start) * 1e3)
+        latency = (time.perf_counter() - start) * 1e3
+        if self.save_responses:
+            if self.stats.disabled:
+                reason = "disabled"
+            elif self.stats.failures > failures_before:
+                reason = "failure"
+            else:
+                reason = "abstention" if self.stats.abstentions > abstentions_before else ""
+            now = time.time()
+            for i in range(n):
+                record = {"time": now, "env": int(env_ids[i]) if env_ids is not None else i,
+                          "prompt_hash": keys[i][:16]}
+                record.update({f"p_{Action(a).name.lower()}": float(probabilities[i, a]) for a in range(N_ACTIONS)})
+                record.update(action=int(np.argmax(probabilities[i])) if has_advice[i] else -1,
+                              confidence=float(confidence[i]), latency_ms=latency, cache_hit=bool(hit[i]),
+                              error="" if has_advice[i] else reason)
+                self._responses.append(record)
+        return Advice(probabilities, confidence, has_advice, hit, prompts, latency)
 
     def _ask(self, options: tuple[int, ...], texts: list[str]) -> list[np.ndarray | None]:
         """Distributions for ``texts`` (all with the same allowed ``options``); ``None`` = no advice."""

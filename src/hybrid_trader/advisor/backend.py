@@ -218,10 +218,13 @@ class TransformersBackend:
         cache = copy.deepcopy(prefix_cache)
         cache.batch_repeat_interleave(b)
         positions = torch.arange(prefix_len, prefix_len + width).expand(b, width)
+        body, head = self.model.get_decoder(), self.model.get_output_embeddings()
         with torch.inference_mode():
-            out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                             position_ids=positions.to(self.device), past_key_values=cache, use_cache=True)
-            last = torch.log_softmax(out.logits[torch.arange(b), torch.as_tensor(lengths - 1)].float(), dim=-1)
+            hidden = body(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                          position_ids=positions.to(self.device), past_key_values=cache, use_cache=True)
+            # The vocabulary projection only where an answer's first token is predicted.
+            last_hidden = hidden.last_hidden_state[torch.arange(b), torch.as_tensor(lengths - 1)]
+            last = torch.log_softmax(head(last_hidden).float(), dim=-1)
             first_tokens = torch.tensor([o[0] for o in option_ids])
             scores = last[:, first_tokens].cpu().numpy().astype(np.float64)  # (b, k)
             tail = max(len(o) for o in option_ids) - 1

@@ -8,14 +8,16 @@ situations give equal prompt text, which is what makes the answer cache work:
 * ``trend``: ``strong up`` / ``up`` / ``sideways`` / ``down`` / ``strong down``
   from the SMA-50 slope (ATR per 10 bars) and ADX-14;
 * ``rsi``: RSI-14 (0-100) rounded to ``rsi_step``;
-* ``momentum``: 30-bar return in percent, rounded to ``momentum_step_pct``;
-* ``vwap``: distance to the session VWAP in ATR, rounded to ``vwap_step_atr``;
+* ``momentum``: 30-bar return in percent, clipped to +/-``momentum_clip_pct``
+  and rounded to ``momentum_step_pct``;
+* ``vwap``: distance to the session VWAP in ATR, clipped to +/-``vwap_clip_atr``
+  and rounded to ``vwap_step_atr``;
 * ``volatility``: ``low`` / ``normal`` / ``high`` volatility percentile (terciles);
 * ``atr``: ATR-14 in points, rounded to ``atr_step_points``;
-* ``position``: ``flat`` / ``long`` / ``short``; ``pnl``: open P&L in dollars,
+* ``position``: ``Flat`` / ``Long`` / ``Short``; ``pnl``: open P&L in dollars,
   rounded to ``pnl_step``; ``buffer``: drawdown buffer in dollars, rounded
-  down to ``buffer_step``; ``minutes_left``: minutes to the flat deadline,
-  rounded down to ``minutes_step``.
+  down to ``buffer_step``; ``minutes_left``: the ``minutes_step``-wide range
+  holding the minutes to the flat deadline (e.g. ``120-240``).
 
 Inputs are raw (unscaled) values named as in the observation registry, plus
 ``unrealized_pnl`` and ``drawdown_buffer`` in dollars and ``minutes_to_flat``
@@ -42,7 +44,9 @@ ANSWER_WORDS = {Action.HOLD: "HOLD", Action.BUY: "BUY", Action.SELL: "SELL",
 
 @dataclass(frozen=True)
 class PromptTemplate:
-    """A versioned prompt: static ``prefix`` + ``state`` with ``{field}`` placeholders."""
+    """A versioned prompt: static ``prefix`` + ``state`` with ``{field}`` placeholders
+    (the fields of :meth:`PromptBuilder.fields`, and optionally ``{allowed}``: the
+    answer words the mask allows)."""
 
     version: str
     prefix: str
@@ -58,19 +62,25 @@ class PromptTemplate:
 class Buckets:
     """Rounding steps of the prompt's values (``advisor.prompt.buckets``)."""
 
-    rsi_step: float = 10.0
-    momentum_step_pct: float = 0.2
+    rsi_step: float = 20.0
+    momentum_step_pct: float = 0.5
+    momentum_clip_pct: float = 1.0
     vwap_step_atr: float = 1.0
-    atr_step_points: float = 5.0
-    pnl_step: float = 100.0
+    vwap_clip_atr: float = 3.0
+    atr_step_points: float = 10.0
+    pnl_step: float = 250.0
     buffer_step: float = 500.0
-    minutes_step: float = 30.0
+    minutes_step: float = 120.0
     trend_slope_atr: float = 0.3
     strong_trend_adx: float = 25.0
 
 
 def _round(value: float, step: float) -> float:
     return round(value / step) * step
+
+
+def _clip(value: float, limit: float) -> float:
+    return max(-limit, min(limit, value))
 
 
 def _floor(value: float, step: float) -> float:
@@ -99,20 +109,21 @@ class PromptBuilder:
         return {
             "trend": direction,
             "rsi": f"{_round(float(state['rsi14']), b.rsi_step):.0f}",
-            "momentum": f"{_round(100 * float(state['momentum30']), b.momentum_step_pct):+.1f}%",
-            "vwap": f"{_round(float(state['vwap_distance']), b.vwap_step_atr):+.1f} ATR",
+            "momentum": f"{_round(_clip(100 * float(state['momentum30']), b.momentum_clip_pct), b.momentum_step_pct):+.1f}%",
+            "vwap": f"{_round(_clip(float(state['vwap_distance']), b.vwap_clip_atr), b.vwap_step_atr):+.0f} ATR",
             "volatility": "low" if percentile < 1 / 3 else "high" if percentile > 2 / 3 else "normal",
             "atr": f"{_round(float(state['atr14']), b.atr_step_points):.0f}",
-            "position": {1: "long", -1: "short"}.get(side, "flat"),
-            "pnl": f"${_round(float(state['unrealized_pnl']), b.pnl_step):+,.0f}",
-            "buffer": f"${_floor(float(state['drawdown_buffer']), b.buffer_step):,.0f}",
-            "minutes_left": f"{_floor(float(state['minutes_to_flat']), b.minutes_step):.0f}",
+            "position": {1: "Long", -1: "Short"}.get(side, "Flat"),
+            "pnl": f"{_round(float(state['unrealized_pnl']), b.pnl_step):+.0f}",
+            "buffer": f"{_floor(float(state['drawdown_buffer']), b.buffer_step):.0f}",
+            "minutes_left": "{:.0f}-{:.0f}".format(_floor(float(state["minutes_to_flat"]), b.minutes_step),
+                                                   _floor(float(state["minutes_to_flat"]), b.minutes_step) + b.minutes_step),
         }
 
     def state_text(self, state: Mapping[str, Any], allowed: tuple[int, ...]) -> str:
         """The state part of the prompt (everything after the static prefix)."""
         words = ", ".join(ANSWER_WORDS[Action(a)] for a in allowed)
-        return self.template.state.format(**self.fields(state), allowed=words)
+        return self.template.state.format(**self.fields(state), allowed=words)  # {allowed} is optional
 
     def content_free_text(self, allowed: tuple[int, ...]) -> str:
         """The same prompt with every value replaced by ``N/A`` (for contextual calibration)."""

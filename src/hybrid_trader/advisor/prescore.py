@@ -1,0 +1,63 @@
+"""Advice computed ahead of training, for the situations the data contains.
+
+Every bucket combination of the full prompt is far too many to score
+(thousands of market buckets times position, P&L, buffer and time buckets);
+the situations worth scoring first are those the data shows. The flat-account
+prompts of every tradable bar (position flat, no open P&L, a full drawdown
+buffer, the bar's own time to the deadline) are collected, deduplicated by
+prompt text and scored in batches into the advice cache.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hybrid_trader.advisor.advisor import Advisor
+from hybrid_trader.env.actions import N_ACTIONS, Action
+
+__all__ = ["flat_states", "prescore"]
+
+_MARKET_INPUTS = ("sma50_slope", "adx14", "rsi14", "momentum30", "vwap_distance", "volatility_percentile", "atr14")
+
+
+def flat_states(bar_features: pd.DataFrame, drawdown_limit: float) -> list[dict[str, Any]]:
+    """Advisor states of a flat account at every bar valid for trading (raw, unscaled features)."""
+    rows = bar_features.loc[bar_features["valid_for_trading"], list(_MARKET_INPUTS) + ["minutes_to_flat"]]
+    frame = rows.assign(position_side=0, unrealized_pnl=0.0, drawdown_buffer=float(drawdown_limit),
+                        minutes_to_flat=rows["minutes_to_flat"] * 390.0)
+    return frame.to_dict("records")
+
+
+def prescore(advisor: Advisor, states: list[dict[str, Any]], batch_size: int = 16,
+             max_prompts: int | None = None) -> dict[str, Any]:
+    """Score the distinct flat-account prompts of ``states`` into the advisor's cache.
+
+    Returns:
+        ``states``, ``distinct_prompts``, ``scored`` (model queries made),
+        ``already_cached`` and ``seconds``.
+    """
+    mask = np.zeros(N_ACTIONS, dtype=bool)
+    mask[[Action.HOLD, Action.BUY, Action.SELL]] = True
+    allowed = (int(Action.HOLD), int(Action.BUY), int(Action.SELL))
+    unique: dict[str, dict[str, Any]] = {}
+    for state in states:
+        unique.setdefault(advisor.builder.state_text(state, allowed), state)
+    todo = list(unique.values())[: max_prompts or None]
+    start = time.perf_counter()
+    before_model = advisor.stats.model_queries
+    hits = 0
+    for i in range(0, len(todo), batch_size):
+        chunk = todo[i: i + batch_size]
+        hits += int(advisor.advise(chunk, np.repeat(mask[None], len(chunk), axis=0)).cache_hit.sum())
+    advisor.close()
+    return {
+        "states": len(states),
+        "distinct_prompts": len(unique),
+        "scored": advisor.stats.model_queries - before_model,
+        "already_cached": hits,
+        "seconds": time.perf_counter() - start,
+    }
