@@ -59,7 +59,7 @@ def main() -> None:
     for batch in (1, 16):
         chunk = []
         for state in sample[1:]:
-            if advisor.cache.get(_key(advisor, state)) is None:
+            if not advisor.is_cached(advisor.builder.state_text(state, (0, 1, 2))):
                 chunk.append(state)
             if len(chunk) == batch * 4:
                 break
@@ -68,7 +68,7 @@ def main() -> None:
             advisor.advise(chunk[i:i + batch], np.repeat(FLAT[None], len(chunk[i:i + batch]), axis=0))
         miss_ms = (time.perf_counter() - t0) * 1e3 / len(chunk)
         print(f"cache miss, batch {batch:2d}: {miss_ms:8.1f} ms per query")
-    cached = [s for s in sample if advisor.cache.get(_key(advisor, s)) is not None][:16]
+    cached = [s for s in sample if advisor.is_cached(advisor.builder.state_text(s, (0, 1, 2)))][:16]
     t0 = time.perf_counter()
     for _ in range(50):
         advice = advisor.advise(cached, np.repeat(FLAT[None], len(cached), axis=0))
@@ -96,13 +96,6 @@ def main() -> None:
     agree = np.mean((up[:, 1] - up[:, 2]) > (down[:, 1] - down[:, 2]))
     print(f"direction: BUY-minus-SELL is higher on the uptrend than on its mirror in {agree:.0%} of "
           f"{len(ups)} pairs; mean confidence {np.nanmean(np.r_[up.max(1), down.max(1)]):.3f}")
-
-
-def _key(advisor: Advisor, state) -> str:
-    from hybrid_trader.advisor.cache import advice_key
-
-    text = advisor.builder.state_text(state, (0, 1, 2))
-    return advice_key(advisor.backend.identity, advisor.builder.template.version, advisor.config.tag, text)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,9 @@ def test_kedro_run_test_env_writes_bars_report_and_mlflow_run(project):
     assert registration["name"] == "phase2_policy" and registration["version"] == "1"
     report = json.loads((project / "data/07_model_output/phase2_validation_report.json").read_text())
     assert report["flat"]["total_net_pnl"] == 0.0 and report["phase2"]["sessions"] == 1
+    advisor = json.loads((project / "data/08_reporting/advisor_report.json").read_text())
+    assert advisor["model"].startswith("SmolLM2-135M-Instruct") and advisor["scored"] == 4
+    assert (project / "data/06_models/llm_advice_cache.parquet").exists()
 
 
 def test_evaluation_node_reruns_alone_from_the_stored_policy(project):

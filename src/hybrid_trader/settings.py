@@ -6,4 +6,6 @@ CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    # An environment (test, full, local) overrides single parameters, not whole sections.
+    "merge_strategy": {"parameters": "soft"},
 }

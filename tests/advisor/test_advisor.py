@@ -162,3 +162,47 @@ def test_saved_responses_record_every_answer(tiny_backend, builder):
     assert log["cache_hit"].tolist() == [False, False, True]
     assert (log["action"].isin([0, 1, 2])).all() and (log["error"] == "").all()
     np.testing.assert_allclose(log[[c for c in log if c.startswith("p_")]].sum(axis=1), 1.0)
+
+
+def test_async_worker_serves_fresh_answers_and_joins_on_close(tiny_backend, builder):
+    import time
+
+    from hybrid_trader.advisor.worker import AsyncAdvisor
+
+    worker = AsyncAdvisor(Advisor(tiny_backend, builder, AdvisorConfig()))
+    assert worker.submit([up_state(), mirrored(up_state())], np.stack([FLAT_MASK, FLAT_MASK]), [0, 1], step=10)
+    deadline = time.time() + 30
+    while True:
+        probabilities, confidence, age = worker.latest([0, 1, 2], step=12, max_age=5)
+        if not np.isnan(confidence[:2]).any() or time.time() > deadline:
+            break
+        time.sleep(0.01)
+    assert age.tolist() == [2, 2, -1] and np.isnan(confidence[2])  # env 2 never asked
+    np.testing.assert_allclose(probabilities[:2].sum(axis=1), 1.0)
+    _, stale, _ = worker.latest([0], step=20, max_age=5)
+    assert np.isnan(stale).all()  # too old: no advice rather than stale advice
+    worker.close()
+    assert not worker._thread.is_alive()
+    worker.close()  # twice is fine
+
+
+def test_prescoring_scores_distinct_flat_prompts_once(tiny_backend, builder, synthetic_frames, tmp_path):
+    from hybrid_trader.advisor.prescore import flat_states, prescore
+
+    bars, _ = synthetic_frames
+    from hybrid_trader.features.bar_features import compute_bar_features
+    from hybrid_trader.market_data.calendar import sessions_between
+
+    sessions = sessions_between(bars["session_date"].min().date(), bars["session_date"].max().date())
+    sessions["session_date"] = sessions["session_date"].astype("datetime64[ns]")
+    features = compute_bar_features(bars, sessions)
+    states = flat_states(features, 2_500.0)
+    assert len(states) == int(features["valid_for_trading"].sum())
+    assert {s["position_side"] for s in states} == {0} and {s["drawdown_buffer"] for s in states} == {2_500.0}
+
+    cache = AdviceCache(tmp_path / "c.parquet")
+    first = prescore(Advisor(tiny_backend, builder, AdvisorConfig(), cache), states, batch_size=8, max_prompts=10)
+    assert first["scored"] == 10 and first["already_cached"] == 0 and first["distinct_prompts"] > 10
+    again = prescore(Advisor(tiny_backend, builder, AdvisorConfig(), AdviceCache(tmp_path / "c.parquet")),
+                     states, batch_size=8, max_prompts=10)
+    assert again["already_cached"] == 10 and again["scored"] == 10  # extends the cache, never repeats

@@ -105,7 +105,7 @@ class Advisor:
         self._content_free: dict[tuple[int, ...], np.ndarray] = {}
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "Advisor":
+    def from_params(cls, params: Mapping[str, Any], cache: AdviceCache | None = None) -> "Advisor":
         """Build from the ``advisor`` parameters; raises ``AdvisorUnavailable`` before any training."""
         prompt = params["prompt"]
         builder = PromptBuilder(PromptTemplate(str(prompt["version"]), prompt["prefix"], prompt["state"]),
@@ -113,12 +113,18 @@ class Advisor:
         config = AdvisorConfig(method=params["method"], calibrate=params["calibrate"],
                                max_consecutive_failures=params["max_consecutive_failures"], **params["generate"])
         backend = TransformersBackend.load(BackendConfig(**params["model"]))
-        return cls(backend, builder, config, AdviceCache(params.get("cache_path")),
-                   save_responses=bool(params.get("save_llm_responses", False)))
+        return cls(backend, builder, config, cache, save_responses=bool(params.get("save_llm_responses", False)))
 
     def close(self) -> None:
         """Persist the cache."""
         self.cache.flush()
+
+    def is_cached(self, state_text: str) -> bool:
+        """Whether the answer to this prompt text is in the cache."""
+        return self.cache.get(self._key(state_text)) is not None
+
+    def _key(self, state_text: str) -> str:
+        return advice_key(self.backend.identity, self.builder.template.version, self.config.tag, state_text)
 
     # -------------------------------------------------------------------------
     def responses(self) -> "pd.DataFrame":
@@ -141,8 +147,7 @@ class Advisor:
         hit = np.zeros(n, dtype=bool)
         allowed = [tuple(int(a) for a in np.flatnonzero(m)) for m in masks]
         prompts = [self.builder.state_text(s, a) for s, a in zip(states, allowed)]
-        keys = [advice_key(self.backend.identity, self.builder.template.version, self.config.tag, p)
-                for p in prompts]
+        keys = [self._key(p) for p in prompts]
         self.stats.queries += n
         misses: dict[tuple[int, ...], list[int]] = {}
         for i, key in enumerate(keys):

@@ -36,9 +36,12 @@ def prescore(advisor: Advisor, states: list[dict[str, Any]], batch_size: int = 1
              max_prompts: int | None = None) -> dict[str, Any]:
     """Score the distinct flat-account prompts of ``states`` into the advisor's cache.
 
+    Prompts already in the cache are skipped; at most ``max_prompts`` new ones are scored,
+    so repeated runs extend the cache.
+
     Returns:
-        ``states``, ``distinct_prompts``, ``scored`` (model queries made),
-        ``already_cached`` and ``seconds``.
+        ``states`` (inputs), ``distinct_prompts``, ``already_cached`` (distinct prompts
+        found in the cache), ``scored`` (model queries made) and ``seconds``.
     """
     mask = np.zeros(N_ACTIONS, dtype=bool)
     mask[[Action.HOLD, Action.BUY, Action.SELL]] = True
@@ -46,18 +49,18 @@ def prescore(advisor: Advisor, states: list[dict[str, Any]], batch_size: int = 1
     unique: dict[str, dict[str, Any]] = {}
     for state in states:
         unique.setdefault(advisor.builder.state_text(state, allowed), state)
-    todo = list(unique.values())[: max_prompts or None]
+    cached = {text for text in unique if advisor.is_cached(text)}
+    todo = [state for text, state in unique.items() if text not in cached][: max_prompts or None]
     start = time.perf_counter()
     before_model = advisor.stats.model_queries
-    hits = 0
     for i in range(0, len(todo), batch_size):
         chunk = todo[i: i + batch_size]
-        hits += int(advisor.advise(chunk, np.repeat(mask[None], len(chunk), axis=0)).cache_hit.sum())
+        advisor.advise(chunk, np.repeat(mask[None], len(chunk), axis=0))
     advisor.close()
     return {
         "states": len(states),
         "distinct_prompts": len(unique),
+        "already_cached": len(cached),
         "scored": advisor.stats.model_queries - before_model,
-        "already_cached": hits,
         "seconds": time.perf_counter() - start,
     }

@@ -1,11 +1,22 @@
 """Wiring of the ``phase3`` pipeline.
 
-Registered now so that ``kedro registry list`` and ``kedro run --pipelines=phase3``
-know it; its nodes arrive with the work that builds this stage.
+Today it prepares the LLM advisor (load check and pre-scored answer cache);
+the hybrid agent's training nodes build on it.
 """
 
-from kedro.pipeline import Pipeline
+from kedro.pipeline import Node, Pipeline
+
+from hybrid_trader.pipelines.phase3.nodes import prepare_advisor
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return Pipeline([])
+    return Pipeline(
+        [
+            Node(
+                func=prepare_advisor,
+                inputs=["bar_features", "day_splits", "advice_cache", "params:advisor", "params:environment"],
+                outputs="advisor_report",
+                name="prepare_advisor",
+            ),
+        ]
+    )
