@@ -9,6 +9,11 @@ distinct flat-account prompts in the stored data and the time to pre-score
 advice leans to BUY more on uptrend states than on their mirror images.
 
     .venv/bin/python -m benchmarks.bench_advisor [--device auto] [--threads 1]   (after `kedro run`)
+
+``--random-weights FOLDER`` builds a model of the same architecture as the
+one whose ``config.json`` and tokenizer are in FOLDER, with random weights:
+the same cost per query, meaningless answers (for timing a GPU machine that
+cannot hold the real weights).
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ import argparse
 import tempfile
 import time
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
+import yaml
 
 from hybrid_trader.advisor.advisor import Advisor, AdvisorConfig
 from hybrid_trader.advisor.backend import BackendConfig, TransformersBackend
@@ -35,14 +42,15 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--prescore", type=int, default=64, help="prompts to pre-score and time")
+    parser.add_argument("--random-weights", default=None, help="folder with config.json and tokenizer files")
     args = parser.parse_args()
-    params = OmegaConf.to_container(OmegaConf.load("conf/base/parameters_advisor.yml"))["advisor"]
+    params = yaml.safe_load(Path("conf/base/parameters_advisor.yml").read_text())["advisor"]
     prompt = params["prompt"]
     builder = PromptBuilder(PromptTemplate(prompt["version"], prompt["prefix"], prompt["state"]),
                             Buckets(**prompt["buckets"]))
     start = time.perf_counter()
-    backend = TransformersBackend.load(BackendConfig(**{**params["model"], "device": args.device,
-                                                        "torch_threads": args.threads}))
+    config = BackendConfig(**{**params["model"], "device": args.device, "torch_threads": args.threads})
+    backend = random_backend(args.random_weights, config) if args.random_weights else TransformersBackend.load(config)
     print(f"model {backend.identity} on {backend.device}, loaded in {time.perf_counter() - start:.1f} s")
 
     features = pd.read_parquet("data/04_feature/bar_features.parquet")
@@ -96,6 +104,20 @@ def main() -> None:
     agree = np.mean((up[:, 1] - up[:, 2]) > (down[:, 1] - down[:, 2]))
     print(f"direction: BUY-minus-SELL is higher on the uptrend than on its mirror in {agree:.0%} of "
           f"{len(ups)} pairs; mean confidence {np.nanmean(np.r_[up.max(1), down.max(1)]):.3f}")
+
+
+def random_backend(folder: str, config: BackendConfig) -> TransformersBackend:
+    """Same architecture as ``folder``'s model, random weights (timing only)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from hybrid_trader.advisor.backend import resolve_device
+
+    device, dtype = resolve_device(config.device, config.dtype)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder)).to(device=device, dtype=dtype)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    return TransformersBackend(model, tokenizer, f"random-weights:{Path(folder).name}", device)
 
 
 if __name__ == "__main__":

@@ -136,15 +136,6 @@ def test_real_default_model_answers_offline(real_backend, builder):
     assert real_backend.identity.startswith("SmolLM2-135M-Instruct")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_gpu_path_places_the_model_on_cuda_in_half_precision(tmp_path, builder):
-    backend = TransformersBackend.load(BackendConfig(cache_dir=str(tmp_path), device="auto"))
-    assert backend.device == "cuda"
-    assert next(backend.model.parameters()).dtype in (torch.bfloat16, torch.float16)
-    advice = Advisor(backend, builder, AdvisorConfig()).advise([up_state()], FLAT_MASK[None])
-    assert advice.has_advice.all()
-
-
 def test_device_resolution_without_a_gpu():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
