@@ -68,6 +68,8 @@ def test_kedro_run_test_env_writes_bars_report_and_mlflow_run(project):
     advisor = json.loads((project / "data/08_reporting/advisor_report.json").read_text())
     assert advisor["model"].startswith("SmolLM2-135M-Instruct") and advisor["scored"] == 4
     assert (project / "data/06_models/llm_advice_cache.parquet").exists()
+    responses = pd.read_parquet(project / "data/08_reporting/advisor_responses.parquet")
+    assert len(responses) == 4 and not responses["cache_hit"].any()
 
 
 def test_evaluation_node_reruns_alone_from_the_stored_policy(project):

@@ -197,3 +197,31 @@ def test_prescoring_scores_distinct_flat_prompts_once(tiny_backend, builder, syn
     again = prescore(Advisor(tiny_backend, builder, AdvisorConfig(), AdviceCache(tmp_path / "c.parquet")),
                      states, batch_size=8, max_prompts=10)
     assert again["already_cached"] == 10 and again["scored"] == 10  # extends the cache, never repeats
+
+
+def test_generate_mode_counts_unparseable_answers_as_abstentions(tiny_backend, builder):
+    advisor = Advisor(tiny_backend, builder, AdvisorConfig(method="generate", max_new_tokens=5, do_sample=False))
+    advice = advisor.advise([up_state(), mirrored(up_state())], np.stack([FLAT_MASK, FLAT_MASK]))
+    # A random model never writes "ACTION | CONFIDENCE | REASON": no advice, counted, not HOLD.
+    assert not advice.has_advice.any() and advisor.stats.abstentions == 2
+    assert advisor.stats.failures == 0
+
+
+def test_generate_mode_turns_a_parsed_answer_into_a_distribution(builder):
+    class Scripted:
+        identity = "scripted"
+
+        def generate(self, prompts, **kwargs):
+            return ["SELL | 0.7 | breakdown"] * len(prompts)
+
+    advice = Advisor(Scripted(), builder, AdvisorConfig(method="generate")).advise([up_state()], FLAT_MASK[None])
+    np.testing.assert_allclose(advice.probabilities[0], [0.15, 0.15, 0.7, 0, 0, 0])
+    assert advice.confidence[0] == pytest.approx(0.7)
+
+
+def test_an_edited_prefix_misses_even_under_the_same_version(tiny_backend, builder):
+    cache = AdviceCache()
+    Advisor(tiny_backend, builder, AdvisorConfig(), cache).advise([up_state()], FLAT_MASK[None])
+    edited = PromptBuilder(PromptTemplate(builder.template.version, builder.template.prefix + " Be brief.",
+                                          builder.template.state), builder.buckets)
+    assert not Advisor(tiny_backend, edited, AdvisorConfig(), cache).advise([up_state()], FLAT_MASK[None]).cache_hit[0]

@@ -108,7 +108,8 @@ class Advisor:
     def from_params(cls, params: Mapping[str, Any], cache: AdviceCache | None = None) -> "Advisor":
         """Build from the ``advisor`` parameters; raises ``AdvisorUnavailable`` before any training."""
         prompt = params["prompt"]
-        builder = PromptBuilder(PromptTemplate(str(prompt["version"]), prompt["prefix"], prompt["state"]),
+        builder = PromptBuilder(PromptTemplate(str(prompt["version"]), prompt["prefix"], prompt["state"],
+                                               prompt.get("generate_prefix", "")),
                                 Buckets(**prompt.get("buckets", {})))
         config = AdvisorConfig(method=params["method"], calibrate=params["calibrate"],
                                max_consecutive_failures=params["max_consecutive_failures"], **params["generate"])
@@ -124,7 +125,11 @@ class Advisor:
         return self.cache.get(self._key(state_text)) is not None
 
     def _key(self, state_text: str) -> str:
-        return advice_key(self.backend.identity, self.builder.template.version, self.config.tag, state_text)
+        # The whole prompt (prefix included) enters the key: editing the template without
+        # bumping its version still cannot serve answers to another prompt.
+        template = self.builder.template
+        prefix = template.generate_prefix or template.prefix if self.config.method == "generate" else template.prefix
+        return advice_key(self.backend.identity, template.version, self.config.tag, prefix + state_text)
 
     # -------------------------------------------------------------------------
     def responses(self) -> "pd.DataFrame":
@@ -225,7 +230,7 @@ class Advisor:
         return [self._distribution(options, row) for row in probs]
 
     def _generate(self, options: tuple[int, ...], texts: list[str]) -> list[np.ndarray | None]:
-        prefix = self.builder.template.prefix
+        prefix = self.builder.template.generate_prefix or self.builder.template.prefix
         outputs = self.backend.generate([prefix + t for t in texts], max_new_tokens=self.config.max_new_tokens,
                                         temperature=self.config.temperature, do_sample=self.config.do_sample)
         result: list[np.ndarray | None] = []

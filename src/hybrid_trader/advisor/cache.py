@@ -1,7 +1,8 @@
 """A persistent, content-addressed cache of advice.
 
 Key: SHA-256 of the model identity (including its file hash), the prompt
-template version, the method (and calibration), and the full prompt text.
+template version, the method (and calibration), and the full prompt text
+(static prefix and state part).
 Value: the distribution over the 6 actions and its confidence. Stored as a
 Parquet file that later runs reuse; a hit is a dictionary lookup.
 """

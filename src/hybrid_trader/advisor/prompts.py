@@ -51,9 +51,10 @@ class PromptTemplate:
     version: str
     prefix: str
     state: str
+    generate_prefix: str = ""  # the prefix in generate mode (asks for ACTION | CONFIDENCE | REASON)
 
     def __post_init__(self) -> None:
-        lines = (self.prefix + self.state).count("\n") + 1
+        lines = max(self.prefix.count("\n"), self.generate_prefix.count("\n")) + self.state.count("\n") + 1
         if lines >= 50:
             raise ValueError(f"prompt template {self.version} has {lines} lines; keep it under 50")
 

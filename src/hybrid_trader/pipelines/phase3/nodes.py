@@ -15,12 +15,14 @@ logger = logging.getLogger(__name__)
 
 
 def prepare_advisor(bar_features: pd.DataFrame, day_splits: pd.DataFrame, advice_cache: AdviceCache,
-                    advisor_params: dict[str, Any], environment_params: dict[str, Any]) -> dict[str, Any]:
+                    advisor_params: dict[str, Any],
+                    environment_params: dict[str, Any]) -> tuple[dict[str, Any], pd.DataFrame]:
     """Load the advisor (failing here, before any training, if it cannot) and pre-score the
     flat-account prompts of train and validation bars into the persistent cache.
 
     Returns:
-        A readiness report: model identity and device, prompt tokens, and the pre-scoring counts.
+        A readiness report (model identity and device, prompt tokens, pre-scoring counts)
+        and every answer given (empty unless ``save_llm_responses``).
     """
     advisor = Advisor.from_params(advisor_params, cache=advice_cache)
     development = day_splits.loc[day_splits["split"].isin(["train", "validation"]), "session_date"]
@@ -41,4 +43,4 @@ def prepare_advisor(bar_features: pd.DataFrame, day_splits: pd.DataFrame, advice
     logger.info("Advisor %s on %s ready: %d of %d distinct flat prompts scored in %.1f s; cache holds %d answers",
                 report["model"], report["device"], counts["scored"], counts["distinct_prompts"], counts["seconds"],
                 report["cache_entries"])
-    return report
+    return report, advisor.responses()

@@ -15,7 +15,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 func=prepare_advisor,
                 inputs=["bar_features", "day_splits", "advice_cache", "params:advisor", "params:environment"],
-                outputs="advisor_report",
+                outputs=["advisor_report", "advisor_responses"],
                 name="prepare_advisor",
             ),
         ]
