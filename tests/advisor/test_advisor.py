@@ -225,3 +225,20 @@ def test_an_edited_prefix_misses_even_under_the_same_version(tiny_backend, build
     edited = PromptBuilder(PromptTemplate(builder.template.version, builder.template.prefix + " Be brief.",
                                           builder.template.state), builder.buckets)
     assert not Advisor(tiny_backend, edited, AdvisorConfig(), cache).advise([up_state()], FLAT_MASK[None]).cache_hit[0]
+
+
+def test_a_local_model_with_a_lora_adapter_loads_in_eval_mode(tiny_backend, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    base_dir, adapter_dir = tmp_path / "base", tmp_path / "fin-lora"
+    tiny_backend.model.save_pretrained(base_dir)
+    tiny_backend.tokenizer.save_pretrained(base_dir)
+    lora = get_peft_model(tiny_backend.model.__class__.from_pretrained(base_dir),
+                          LoraConfig(r=2, target_modules=["q_proj", "v_proj"], lora_dropout=0.5))
+    lora.save_pretrained(adapter_dir)
+
+    backend = TransformersBackend.load(BackendConfig(model_path=str(base_dir), adapter_path=str(adapter_dir)))
+    assert backend.identity.endswith("+fin-lora")
+    assert not backend.model.training and not any(m.training for m in backend.model.modules())
+    scores = backend.option_logprobs("Note.", [" Up"], [" BUY", " SELL"])
+    assert np.isfinite(scores).all()
