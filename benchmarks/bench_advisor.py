@@ -67,7 +67,7 @@ def main() -> None:
     for batch in (1, 16):
         chunk = []
         for state in sample[1:]:
-            if not advisor.is_cached(advisor.builder.state_text(state, (0, 1, 2))):
+            if not advisor.is_cached(advisor.builder.state_text(state, (0, 1, 2)), (0, 1, 2)):
                 chunk.append(state)
             if len(chunk) == batch * 4:
                 break
@@ -76,7 +76,7 @@ def main() -> None:
             advisor.advise(chunk[i:i + batch], np.repeat(FLAT[None], len(chunk[i:i + batch]), axis=0))
         miss_ms = (time.perf_counter() - t0) * 1e3 / len(chunk)
         print(f"cache miss, batch {batch:2d}: {miss_ms:8.1f} ms per query")
-    cached = [s for s in sample if advisor.is_cached(advisor.builder.state_text(s, (0, 1, 2)))][:16]
+    cached = [s for s in sample if advisor.is_cached(advisor.builder.state_text(s, (0, 1, 2)), (0, 1, 2))][:16]
     t0 = time.perf_counter()
     for _ in range(50):
         advice = advisor.advise(cached, np.repeat(FLAT[None], len(cached), axis=0))

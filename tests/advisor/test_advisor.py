@@ -68,12 +68,17 @@ def test_cache_hits_skip_the_model_miss_on_a_new_template_and_survive_a_restart(
     calls = counting.calls
     second = advisor.advise([up_state(rsi14=66.0)], FLAT_MASK[None])  # same bucket, same prompt
     assert counting.calls == calls and second.cache_hit[0]
+    only_hold = np.array([True, False, False, False, False, False])
+    other_mask = advisor.advise([up_state()], only_hold[None])  # same text, other allowed actions
+    assert not other_mask.cache_hit[0] and other_mask.probabilities[0].tolist() == [1, 0, 0, 0, 0, 0]
     np.testing.assert_array_equal(first.probabilities, second.probabilities)
     advisor.close()
 
     restarted = Advisor(CountingBackend(tiny_backend), builder, AdvisorConfig(), AdviceCache(path))
     again = restarted.advise([up_state()], FLAT_MASK[None])
     assert again.cache_hit[0] and restarted.backend.calls == 0
+    entry = restarted.cache.get(next(iter(restarted.cache._entries)))
+    assert not entry[0].flags.writeable
 
     new_version = PromptBuilder(PromptTemplate("v2", builder.template.prefix, builder.template.state), builder.buckets)
     other = Advisor(CountingBackend(tiny_backend), new_version, AdvisorConfig(), AdviceCache(path))
@@ -88,6 +93,21 @@ def test_a_raising_model_never_propagates_and_switches_off_after_k_failures(tiny
         assert not advice.has_advice.any() and np.isnan(advice.probabilities).all()
     assert advisor.stats.failures == 2 and advisor.stats.disabled
     assert failing.calls == 2  # off: no further model calls
+
+
+def test_a_state_the_prompt_cannot_describe_gets_no_advice(tiny_backend, builder):
+    advisor = Advisor(tiny_backend, builder, AdvisorConfig(), save_responses=True)
+    advice = advisor.advise([up_state(rsi14=float("nan")), up_state()], np.stack([FLAT_MASK, FLAT_MASK]))
+    assert advice.has_advice.tolist() == [False, True] and advisor.stats.bad_states == 1
+    assert advisor.responses()["error"].tolist() == ["bad_state", ""]
+
+
+def test_an_empty_cache_file_loads_again(tmp_path):
+    from hybrid_trader.datasets import AdviceCacheDataset
+
+    dataset = AdviceCacheDataset(filepath=str(tmp_path / "c.parquet"))
+    dataset.save(AdviceCache())
+    assert len(dataset.load()) == 0
 
 
 @pytest.mark.parametrize(
@@ -238,7 +258,7 @@ def test_a_local_model_with_a_lora_adapter_loads_in_eval_mode(tiny_backend, tmp_
     lora.save_pretrained(adapter_dir)
 
     backend = TransformersBackend.load(BackendConfig(model_path=str(base_dir), adapter_path=str(adapter_dir)))
-    assert backend.identity.endswith("+fin-lora")
+    assert "+fin-lora:" in backend.identity
     assert not backend.model.training and not any(m.training for m in backend.model.modules())
     scores = backend.option_logprobs("Note.", [" Up"], [" BUY", " SELL"])
     assert np.isfinite(scores).all()

@@ -115,3 +115,38 @@ def test_registered_model_loads_by_alias_and_predicts(tiny_config, envs, tmp_pat
     expected, _ = result.model.predict(obs, action_masks=masks, deterministic=True)
     np.testing.assert_array_equal(actions, expected)
     assert masks[np.arange(len(actions)), actions].all()
+
+
+def test_resume_restores_the_env_rng_and_the_best_score_and_a_fresh_run_starts_clean(tiny_config, envs, tmp_path):
+    import json
+
+    train_env, eval_env = envs
+    work = tmp_path / "work"
+    train_phase2(tiny_config, train_env, eval_env, 1, work, progress_bar=False)
+    _, sidecar = latest_checkpoint(work / "checkpoints")
+    best = json.loads((work / "best" / "best_score.json").read_text())["best_mean_reward"]
+
+    class Spy(TradingVecEnv):
+        first_state = None
+
+        def reset(self):
+            obs = super().reset()
+            if Spy.first_state is None:
+                Spy.first_state = self.engine.rng.bit_generator.state
+            return obs
+
+    from hybrid_trader.env.engine import EngineConfig
+
+    spy = Spy(train_env.engine.market, EngineConfig(), n_envs=2, phase=2, seed=0)
+    expected = np.random.default_rng()
+    expected.bit_generator.state = sidecar["env_rng_state"]
+    longer = PPOConfig(**{**tiny_config.__dict__, "total_timesteps": 192})
+    resumed = train_phase2(longer, spy, eval_env, 1, work, resume=True, progress_bar=False)
+    # The first reset after resuming drew from the saved RNG state, not a reseeded one.
+    expected.choice(spy.engine._random_starts, size=2)
+    assert Spy.first_state == expected.bit_generator.state
+    assert resumed.model.num_timesteps == 192
+    assert json.loads((work / "best" / "best_score.json").read_text())["best_mean_reward"] >= best
+
+    train_phase2(tiny_config, train_env, eval_env, 1, work, progress_bar=False)  # resume: false
+    assert latest_checkpoint(work / "checkpoints")[1]["num_timesteps"] == 128  # older, longer run gone

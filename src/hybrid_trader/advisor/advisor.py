@@ -74,7 +74,7 @@ class Advice:
     confidence: np.ndarray  # (n,); NaN without advice
     has_advice: np.ndarray  # (n,) bool
     cache_hit: np.ndarray  # (n,) bool
-    prompts: list[str]
+    prompts: list[str | None]  # None where the state could not be described
     latency_ms: float  # wall time of the call
 
 
@@ -87,6 +87,7 @@ class AdvisorStats:
     model_queries: int = 0
     failures: int = 0
     abstentions: int = 0
+    bad_states: int = 0
     model_ms: float = 0.0
     disabled: bool = False
     consecutive_failures: int = field(default=0, repr=False)
@@ -120,16 +121,17 @@ class Advisor:
         """Persist the cache."""
         self.cache.flush()
 
-    def is_cached(self, state_text: str) -> bool:
-        """Whether the answer to this prompt text is in the cache."""
-        return self.cache.get(self._key(state_text)) is not None
+    def is_cached(self, state_text: str, options: tuple[int, ...]) -> bool:
+        """Whether the answer to this prompt text with these allowed actions is in the cache."""
+        return self.cache.get(self._key(state_text, options)) is not None
 
-    def _key(self, state_text: str) -> str:
-        # The whole prompt (prefix included) enters the key: editing the template without
-        # bumping its version still cannot serve answers to another prompt.
+    def _key(self, state_text: str, options: tuple[int, ...]) -> str:
+        # The whole prompt (prefix included) and the allowed actions enter the key: an edited
+        # template or another mask can never be served someone else's answer.
         template = self.builder.template
         prefix = template.generate_prefix or template.prefix if self.config.method == "generate" else template.prefix
-        return advice_key(self.backend.identity, template.version, self.config.tag, prefix + state_text)
+        allowed = ",".join(str(a) for a in options)
+        return advice_key(self.backend.identity, template.version, self.config.tag, f"{prefix}{state_text}|{allowed}")
 
     # -------------------------------------------------------------------------
     def responses(self) -> "pd.DataFrame":
@@ -151,11 +153,13 @@ class Advisor:
         confidence = np.full(n, np.nan)
         hit = np.zeros(n, dtype=bool)
         allowed = [tuple(int(a) for a in np.flatnonzero(m)) for m in masks]
-        prompts = [self.builder.state_text(s, a) for s, a in zip(states, allowed)]
-        keys = [self._key(p) for p in prompts]
+        prompts = [self._render(s, a) for s, a in zip(states, allowed)]
+        keys = [self._key(p, a) if p is not None else "" for p, a in zip(prompts, allowed)]
         self.stats.queries += n
         misses: dict[tuple[int, ...], list[int]] = {}
         for i, key in enumerate(keys):
+            if prompts[i] is None:  # a state the prompt cannot describe gets no advice
+                continue
             cached = self.cache.get(key)
             if cached is not None:
                 probabilities[i], confidence[i], hit[i] = cached[0], cached[1], True
@@ -182,12 +186,21 @@ class Advisor:
             for i in range(n):
                 record = {"time": now, "env": int(env_ids[i]) if env_ids is not None else i,
                           "prompt_hash": keys[i][:16]}
+                reason_i = reason if prompts[i] is not None else "bad_state"
                 record.update({f"p_{Action(a).name.lower()}": float(probabilities[i, a]) for a in range(N_ACTIONS)})
                 record.update(action=int(np.argmax(probabilities[i])) if has_advice[i] else -1,
                               confidence=float(confidence[i]), latency_ms=latency, cache_hit=bool(hit[i]),
-                              error="" if has_advice[i] else reason)
+                              error="" if has_advice[i] else reason_i)
                 self._responses.append(record)
         return Advice(probabilities, confidence, has_advice, hit, prompts, latency)
+
+    def _render(self, state: Mapping[str, Any], options: tuple[int, ...]) -> str | None:
+        try:
+            return self.builder.state_text(state, options)
+        except (KeyError, ValueError, TypeError, OverflowError) as error:
+            self.stats.bad_states += 1
+            logger.warning("Advisor cannot describe a state (%s): no advice for it", error)
+            return None
 
     def _ask(self, options: tuple[int, ...], texts: list[str]) -> list[np.ndarray | None]:
         """Distributions for ``texts`` (all with the same allowed ``options``); ``None`` = no advice."""
@@ -217,7 +230,8 @@ class Advisor:
         return full
 
     def _score(self, options: tuple[int, ...], texts: list[str]) -> list[np.ndarray]:
-        words = [" " + ANSWER_WORDS[Action(a)] for a in options]
+        # The prompt ends with the assistant turn's newline: answers are bare words.
+        words = [ANSWER_WORDS[Action(a)] for a in options]
         prefix = self.builder.template.prefix
         logprobs = self.backend.option_logprobs(prefix, texts, words)
         probs = _softmax(logprobs)

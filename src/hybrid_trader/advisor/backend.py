@@ -147,7 +147,9 @@ class TransformersBackend:
                 from peft import PeftModel
 
                 model = PeftModel.from_pretrained(model, config.adapter_path)
-                identity += f"+{Path(config.adapter_path).name}"
+                adapter_files = sorted(Path(config.adapter_path).glob("adapter_model.*"))
+                digest = _file_digest(adapter_files[0])[:16] if adapter_files else "unhashed"
+                identity += f"+{Path(config.adapter_path).name}:{digest}"
         except AdvisorUnavailable:
             raise
         except Exception as error:  # any loader failure becomes one clear message

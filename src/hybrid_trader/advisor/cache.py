@@ -31,8 +31,9 @@ class AdviceCache:
         self._dirty = False
         if self.path and self.path.exists():
             frame = pd.read_parquet(self.path)
-            probs = np.stack(frame["probabilities"].to_numpy())
-            self._entries = {k: (p, float(c)) for k, p, c in zip(frame["key"], probs, frame["confidence"])}
+            for key, probabilities, confidence in zip(frame["key"], frame["probabilities"], frame["confidence"]):
+                self.put(key, np.asarray(probabilities), confidence)
+            self._dirty = False
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -41,8 +42,10 @@ class AdviceCache:
         return self._entries.get(key)
 
     def put(self, key: str, probabilities: np.ndarray, confidence: float) -> None:
-        # Stored copies are never modified: a hit returns exactly what was stored.
-        self._entries[key] = (np.array(probabilities, dtype=np.float64), float(confidence))
+        # Stored copies are read-only: a hit returns exactly what was stored.
+        stored = np.array(probabilities, dtype=np.float64)
+        stored.flags.writeable = False
+        self._entries[key] = (stored, float(confidence))
         self._dirty = True
 
     def flush(self) -> None:

@@ -49,8 +49,10 @@ def prescore(advisor: Advisor, states: list[dict[str, Any]], batch_size: int = 1
     unique: dict[str, dict[str, Any]] = {}
     for state in states:
         unique.setdefault(advisor.builder.state_text(state, allowed), state)
-    cached = {text for text in unique if advisor.is_cached(text)}
-    todo = [state for text, state in unique.items() if text not in cached][: max_prompts or None]
+    cached = {text for text in unique if advisor.is_cached(text, allowed)}
+    todo = [state for text, state in unique.items() if text not in cached]
+    if max_prompts is not None:
+        todo = todo[:max_prompts]
     start = time.perf_counter()
     before_model = advisor.stats.model_queries
     for i in range(0, len(todo), batch_size):

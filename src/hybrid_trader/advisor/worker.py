@@ -6,7 +6,8 @@ order with :meth:`Advisor.advise`. :meth:`AsyncAdvisor.latest` returns, per
 environment, the newest answer whose age (current step minus the step it was
 asked at) is at most ``max_age`` steps, and "no advice" otherwise.
 :meth:`AsyncAdvisor.close` stops and joins the thread and persists the cache;
-it is safe to call twice and is also called on garbage collection.
+it is safe to call twice. Call it (e.g. in ``finally``): the thread holds the
+advisor, so garbage collection alone does not stop it.
 """
 
 from __future__ import annotations
@@ -82,11 +83,6 @@ class AsyncAdvisor:
             self._stop.set()
             self._thread.join(timeout)
             if self._thread.is_alive():
-                logger.error("advisor worker did not stop within %.0f s", timeout)
+                logger.error("advisor worker did not stop within %.0f s; its cache is not saved", timeout)
+                return
         self.advisor.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close(timeout=1.0)
-        except Exception:
-            pass

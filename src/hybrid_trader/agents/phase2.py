@@ -8,7 +8,9 @@ last and the best-on-validation models. Ctrl-C saves a checkpoint and raises
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -16,7 +18,7 @@ from typing import Any, Callable
 import torch
 from sb3_contrib import MaskablePPO
 from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
-from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import Logger
 
 from hybrid_trader.agents.callbacks import (
@@ -134,6 +136,25 @@ class TrainingResult:
     last_logged: dict[str, float]
 
 
+class BestScoreFile(BaseCallback):
+    """Remembers the best validation mean reward on disk (called on each new best)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+
+    def _on_step(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps({"best_mean_reward": float(self.parent.best_mean_reward),
+                                         "num_timesteps": int(self.num_timesteps)}))
+        return True
+
+    def read(self) -> float:
+        if not self.path.exists():
+            return -float("inf")
+        return float(json.loads(self.path.read_text())["best_mean_reward"])
+
+
 def _new_model(config: PPOConfig, env: TradingVecEnv) -> MaskablePPO:
     return MaskablePPO(
         "MlpPolicy", env,
@@ -162,8 +183,10 @@ def train_phase2(
         train_env: Environments over train sessions (``random_start`` episodes).
         eval_env: Environments over validation sessions (``full_session`` episodes).
         n_eval_episodes: Validation episodes per evaluation (e.g. the number of sessions).
-        work_dir: Holds ``checkpoints/`` and ``best/``.
-        resume: Continue from the newest checkpoint in ``work_dir/checkpoints`` if any.
+        work_dir: Holds ``checkpoints/`` and ``best/`` (a fresh run empties both).
+        resume: Continue from the newest checkpoint in ``work_dir/checkpoints`` if any, with
+            the saved model's hyperparameters, its step count, optimizer, environment RNG
+            state and the best validation score so far.
         progress_bar: Show SB3's progress bar.
 
     Raises:
@@ -174,22 +197,31 @@ def train_phase2(
     found = latest_checkpoint(checkpoints) if resume else None
     if found:
         path, sidecar = found
+        # The saved model keeps its own hyperparameters; the budget comes from config.
         model = MaskablePPO.load(path, env=train_env, device="cpu")
         if sidecar.get("env_rng_state"):
+            train_env._reset_seeds()  # or the first reset would reseed over the restored state
             train_env.engine.rng.bit_generator.state = sidecar["env_rng_state"]
         logger.info("Resuming Phase 2 from %s at step %d", path, model.num_timesteps)
     else:
         if resume:
             logger.info("resume: true but no checkpoint in %s; starting fresh", checkpoints)
+        # A fresh run must not pick up an earlier run's checkpoints or best model.
+        for stale in (checkpoints, best_dir):
+            shutil.rmtree(stale, ignore_errors=True)
         model = _new_model(config, train_env)
     telemetry = MlflowOutputFormat()
     model.set_logger(Logger(folder=None, output_formats=[telemetry]))
 
     episode_stats = EpisodeStatsCallback()
+    best_score = BestScoreFile(best_dir / "best_score.json")
     evaluation = MaskableEvalCallback(
         eval_env, n_eval_episodes=n_eval_episodes, eval_freq=max(config.eval_every_steps // config.n_envs, 1),
         best_model_save_path=str(best_dir), deterministic=True, use_masking=True, warn=False, verbose=0,
+        callback_on_new_best=best_score,
     )
+    if found:
+        evaluation.best_mean_reward = best_score.read()  # a resumed run must beat the best so far
     callbacks = CallbackList([
         episode_stats, evaluation, StepCheckpointCallback(checkpoints, config.checkpoint_every_steps),
     ])

@@ -52,8 +52,10 @@ def train_phase2_policy(
     try:
         result = train_phase2(config, train_env, eval_env, val_market.n_sessions, Path(phase2_params["work_dir"]),
                               resume=phase2_params["resume"], progress_bar=phase2_params["progress_bar"])
-    except TrainingInterrupted as stop:
-        logger.warning("%s; the MLflow run is marked KILLED. Rerun with phase2.resume: true to continue.", stop)
+    except KeyboardInterrupt as stop:  # TrainingInterrupted carries a checkpoint; a bare one may not
+        where = f"; {stop}" if isinstance(stop, TrainingInterrupted) else " before a checkpoint could be saved"
+        logger.warning("Phase 2 interrupted%s. The MLflow run is marked KILLED; phase2.resume: true continues.",
+                       where)
         if mlflow.active_run() is not None:
             mlflow.end_run(status="KILLED")
         raise SystemExit(130) from None
