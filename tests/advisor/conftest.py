@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from hybrid_trader.advisor.backend import BackendConfig, TransformersBackend, default_gguf_file
+from hybrid_trader.advisor.backend import BackendConfig, TransformersBackend
 from hybrid_trader.advisor.prompts import Buckets, PromptBuilder, PromptTemplate
 from tests.conftest import PROJECT_ROOT
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from hybrid_trader.agents.backtest import flat_policy, random_policy, run_backtest, sb3_policy, summarize
+from hybrid_trader.agents.backtest import flat_policy, random_policy, run_backtest, summarize
 from hybrid_trader.agents.callbacks import latest_checkpoint
 from hybrid_trader.agents.phase2 import PPOConfig, linear_schedule, train_phase2
 from hybrid_trader.agents.registry import MASK_COLUMNS, load_registered_policy, register_policy

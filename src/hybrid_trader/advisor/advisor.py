@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
 from hybrid_trader.advisor.backend import BackendConfig, TransformersBackend
 from hybrid_trader.advisor.cache import AdviceCache, advice_key
@@ -134,13 +135,11 @@ class Advisor:
         return advice_key(self.backend.identity, template.version, self.config.tag, f"{prefix}{state_text}|{allowed}")
 
     # -------------------------------------------------------------------------
-    def responses(self) -> "pd.DataFrame":
+    def responses(self) -> pd.DataFrame:
         """Every answer since creation (``save_responses`` on): ``time``, ``env``, ``prompt_hash``,
         ``p_<action>`` (6 columns), ``action`` (the most probable, -1 without advice),
         ``confidence``, ``latency_ms`` (the call's wall time), ``cache_hit`` and ``error``
         (``failure``, ``abstention``, ``disabled`` or empty)."""
-        import pandas as pd
-
         return pd.DataFrame(self._responses)
 
     def advise(self, states: Sequence[Mapping[str, Any]], masks: np.ndarray,

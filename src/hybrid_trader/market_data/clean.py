@@ -15,7 +15,7 @@ import pandas as pd
 
 from hybrid_trader.market_data.calendar import EXCHANGE_TZ, expected_bar_times, sessions_between
 from hybrid_trader.market_data.ingest import PRICE_COLUMNS, parse_raw_bars, select_outright_contract
-from hybrid_trader.market_data.quality import DataQualityError, QualityLog
+from hybrid_trader.market_data.quality import DataQualityError, QualityLog, source_rows as _rows
 
 __all__ = ["CleaningConfig", "IngestionResult", "BAR_COLUMNS", "ingest_bars"]
 
@@ -62,10 +62,6 @@ class IngestionResult:
     sessions: pd.DataFrame
     day_regimes: pd.DataFrame
     report: dict[str, Any]
-
-
-def _rows(frame: pd.DataFrame, mask: Any, limit: int = 10) -> list[int]:
-    return [int(r) for r in frame.loc[np.asarray(mask), "source_row"].head(limit)]
 
 
 def ingest_bars(raw: pd.DataFrame, config: CleaningConfig, source: str) -> IngestionResult:

@@ -17,12 +17,10 @@ every error can name file, row and rule.
 from __future__ import annotations
 
 import re
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
-from hybrid_trader.market_data.quality import DataQualityError, QualityLog
+from hybrid_trader.market_data.quality import DataQualityError, QualityLog, source_rows as _rows
 
 __all__ = ["FORMATS", "detect_format", "parse_raw_bars", "select_outright_contract"]
 
@@ -56,10 +54,6 @@ def detect_format(columns: list[str] | pd.Index, source: str) -> str:
     if missing:
         raise DataQualityError(source, None, "required_columns", f"{fmt} file lacks columns {missing}")
     return fmt
-
-
-def _rows(frame: pd.DataFrame, mask: np.ndarray | pd.Series, limit: int = 10) -> list[int]:
-    return [int(r) for r in frame.loc[np.asarray(mask), "source_row"].head(limit)]
 
 
 def parse_raw_bars(
@@ -196,8 +190,3 @@ def _is_spread(symbol: str) -> bool:
 def _root_of(symbol: str) -> str:
     match = _OUTRIGHT.match(symbol)
     return match.group("root") if match else symbol
-
-
-def describe_formats() -> dict[str, Any]:
-    """The accepted formats and their columns (for docs and error messages)."""
-    return {name: list(cols) for name, cols in FORMATS.items()}

@@ -15,7 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RULES", "Rule", "DataQualityError", "QualityLog"]
+import numpy as np
+
+__all__ = ["RULES", "Rule", "DataQualityError", "QualityLog", "source_rows"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,11 @@ RULES: dict[str, Rule] = {
 }
 
 _MAX_ROWS_LISTED = 10
+
+
+def source_rows(frame, mask, limit: int = _MAX_ROWS_LISTED) -> list[int]:
+    """File rows (``source_row``) of the first ``limit`` rows of ``frame`` where ``mask`` holds."""
+    return [int(r) for r in frame.loc[np.asarray(mask), "source_row"].head(limit)]
 
 
 class DataQualityError(ValueError):
