@@ -18,7 +18,7 @@ def test_sigint_leaves_a_checkpoint_and_a_killed_run(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "tests.agents.interrupt_run", uri, str(work)],
                             cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 240
-    while not list((work / "checkpoints").glob("checkpoint_*.zip")):
+    while not list((work / "checkpoints").glob("checkpoint_*.json")):
         assert proc.poll() is None, proc.communicate()[0][-3000:]
         assert time.time() < deadline, "training never wrote its first checkpoint"
         time.sleep(0.5)

@@ -150,3 +150,29 @@ def test_resume_restores_the_env_rng_and_the_best_score_and_a_fresh_run_starts_c
 
     train_phase2(tiny_config, train_env, eval_env, 1, work, progress_bar=False)  # resume: false
     assert latest_checkpoint(work / "checkpoints")[1]["num_timesteps"] == 128  # older, longer run gone
+
+
+def test_ctrl_c_during_a_checkpoint_write_is_held_until_the_file_is_complete(tiny_config, envs, tmp_path):
+    import os
+    import signal
+
+    from hybrid_trader.agents.callbacks import save_checkpoint
+    from hybrid_trader.agents.phase2 import _new_model
+
+    train_env, _ = envs
+    model = _new_model(tiny_config, train_env)
+    original_save = model.save
+
+    def save_interrupted(path):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives mid-write
+        original_save(path)
+
+    model.save = save_interrupted
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(model, tmp_path, "checkpoint_0000000000")
+    path, sidecar = latest_checkpoint(tmp_path)
+    assert sidecar["num_timesteps"] == 0 and path.name == "checkpoint_0000000000.zip"
+    from sb3_contrib import MaskablePPO
+
+    MaskablePPO.load(path)  # complete and loadable
+    assert not list(tmp_path.glob("*.partial"))

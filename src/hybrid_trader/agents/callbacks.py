@@ -18,7 +18,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -93,18 +97,41 @@ class EpisodeStatsCallback(BaseCallback):
         self.logger.dump(self.num_timesteps)
 
 
+@contextmanager
+def _sigint_deferred():
+    """Hold Ctrl-C back while a checkpoint is written, then raise it: a file is never
+    left half-written by an interrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def save_checkpoint(model, directory: Path, name: str) -> Path:
-    """Save ``model`` (policy + optimizer) and its step count and env RNG state."""
+    """Save ``model`` (policy + optimizer) and its step count and env RNG state.
+
+    The zip is written under a temporary name and renamed, and the JSON sidecar
+    written last: a checkpoint with a sidecar is always complete.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.zip"
-    model.save(path)
-    env = model.get_env()
-    engine = getattr(env, "engine", None)
+    engine = getattr(model.get_env(), "engine", None)
     sidecar = {
         "num_timesteps": int(model.num_timesteps),
         "env_rng_state": engine.rng.bit_generator.state if engine is not None else None,
     }
-    (directory / f"{name}.json").write_text(json.dumps(sidecar, default=int))
+    with _sigint_deferred():
+        partial = directory / f".{name}.zip.partial"
+        model.save(partial)
+        os.replace(partial, path)
+        (directory / f"{name}.json").write_text(json.dumps(sidecar, default=int))
     return path
 
 
