@@ -1,0 +1,112 @@
+"""Phase 3's policy built from a Phase 2 policy behind a 261 -> 228 adapter.
+
+The adapter is the policy's features extractor: a linear map initialised as
+the identity on the first 228 inputs (the Phase 2 view) and zero on the 33 new
+ones, bias zero. So a fresh Phase 3 policy acts exactly as the Phase 2 policy
+it came from. Because the adapter is part of the policy when the model is
+built, its parameters are in the optimizer from the start.
+
+During the warm-up only the adapter trains (:func:`set_adapter_only`); then
+everything does. :func:`validate_warmup` refuses a warm-up that is not
+shorter than the run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import torch
+from sb3_contrib import MaskablePPO
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+
+from hybrid_trader.features.registry import PHASE2_DIM, PHASE3_DIM
+
+__all__ = ["ObservationAdapter", "phase3_from_phase2", "set_adapter_only", "validate_warmup", "trainable_parameters"]
+
+
+class ObservationAdapter(BaseFeaturesExtractor):
+    """Linear 261 -> 228, identity on the Phase 2 columns and zero on the new ones at init."""
+
+    def __init__(self, observation_space: gym.spaces.Box, output_dim: int = PHASE2_DIM) -> None:
+        super().__init__(observation_space, features_dim=output_dim)
+        input_dim = int(observation_space.shape[0])
+        if input_dim < output_dim:
+            raise ValueError(f"the adapter maps {input_dim} inputs to {output_dim}: it needs at least as many inputs")
+        self.linear = nn.Linear(input_dim, output_dim)
+        self.reset_to_identity()
+
+    def reset_to_identity(self) -> None:
+        """Identity on the first ``features_dim`` inputs, zero elsewhere, bias zero (in place,
+        so an optimizer holding these parameters keeps them)."""
+        with torch.no_grad():
+            self.linear.weight.zero_()
+            self.linear.weight[:, : self.features_dim] = torch.eye(self.features_dim)
+            self.linear.bias.zero_()
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.linear(observations)
+
+
+def phase3_from_phase2(phase2: MaskablePPO, env: Any, **ppo_kwargs: Any) -> MaskablePPO:
+    """A Phase 3 MaskablePPO over ``env`` (261-dim observations) whose networks are Phase 2's.
+
+    ``ppo_kwargs`` are Phase 3's own hyperparameters (nothing is inherited silently
+    but the network shapes, which must match to copy the weights).
+    """
+    if env.observation_space.shape != (PHASE3_DIM,):
+        raise ValueError(f"Phase 3 observes {PHASE3_DIM} columns, the environment gives {env.observation_space.shape}")
+    if phase2.observation_space.shape != (PHASE2_DIM,):
+        raise ValueError(f"the Phase 2 policy observes {phase2.observation_space.shape}, expected ({PHASE2_DIM},)")
+    net_arch = phase2.policy.net_arch
+    model = MaskablePPO(
+        "MlpPolicy", env,
+        policy_kwargs={"net_arch": net_arch, "activation_fn": phase2.policy.activation_fn,
+                       "features_extractor_class": ObservationAdapter},
+        device="cpu", **ppo_kwargs,
+    )
+    # SB3 re-initialises every module orthogonally after building the policy: restore the identity.
+    model.policy.features_extractor.reset_to_identity()
+    source = phase2.policy.state_dict()
+    copied = {k: v for k, v in source.items() if not k.startswith(("features_extractor", "pi_features_extractor",
+                                                                   "vf_features_extractor"))}
+    missing, unexpected = model.policy.load_state_dict(copied, strict=False)
+    if unexpected or any(not k.startswith(("features_extractor", "pi_features_extractor", "vf_features_extractor"))
+                         for k in missing):
+        raise ValueError(f"Phase 2 weights do not fit Phase 3: missing {missing}, unexpected {unexpected}")
+    return model
+
+
+def _adapter_parameters(model: MaskablePPO) -> list[nn.Parameter]:
+    return list(model.policy.features_extractor.parameters())
+
+
+def trainable_parameters(model: MaskablePPO) -> int:
+    """Parameters that currently receive gradients."""
+    return sum(p.numel() for p in model.policy.parameters() if p.requires_grad)
+
+
+def set_adapter_only(model: MaskablePPO, adapter_only: bool) -> tuple[int, int]:
+    """Freeze everything but the adapter (``True``) or unfreeze all (``False``).
+
+    Returns:
+        Trainable parameter counts before and after.
+    """
+    before = trainable_parameters(model)
+    adapter = {id(p) for p in _adapter_parameters(model)}
+    for parameter in model.policy.parameters():
+        parameter.requires_grad_(id(parameter) in adapter or not adapter_only)
+    return before, trainable_parameters(model)
+
+
+def validate_warmup(adapter_warmup_steps: int, total_timesteps: int) -> None:
+    """Refuse a warm-up that would leave the Phase 2 network frozen for the whole run."""
+    if adapter_warmup_steps < 0:
+        raise ValueError("phase3.adapter_warmup_steps must be >= 0")
+    if adapter_warmup_steps >= total_timesteps:
+        raise ValueError(
+            f"phase3.adapter_warmup_steps ({adapter_warmup_steps:,}) is not shorter than the run "
+            f"(total_timesteps {total_timesteps:,}): the Phase 2 network would never train. "
+            "Lower the warm-up (e.g. 10-20% of the run) or train longer."
+        )
