@@ -18,6 +18,7 @@ import pandas as pd
 
 from hybrid_trader.advisor.advisor import Advisor
 from hybrid_trader.env.actions import N_ACTIONS, Action
+from hybrid_trader.features.registry import RTH_MINUTES
 
 __all__ = ["flat_states", "prescore"]
 
@@ -28,7 +29,7 @@ def flat_states(bar_features: pd.DataFrame, drawdown_limit: float) -> list[dict[
     """Advisor states of a flat account at every bar valid for trading (raw, unscaled features)."""
     rows = bar_features.loc[bar_features["valid_for_trading"], list(_MARKET_INPUTS) + ["minutes_to_flat"]]
     frame = rows.assign(position_side=0, unrealized_pnl=0.0, drawdown_buffer=float(drawdown_limit),
-                        minutes_to_flat=rows["minutes_to_flat"] * 390.0)
+                        minutes_to_flat=rows["minutes_to_flat"] * RTH_MINUTES)
     return frame.to_dict("records")
 
 

@@ -12,12 +12,10 @@ import numpy as np
 
 from hybrid_trader.env.engine import TradingEngine
 from hybrid_trader.features.registry import (
-    OBSERVATION_NAMES, PHASE2_DIM, PHASE3_DIM, WINDOW_FEATURES, WINDOW_LENGTH,
+    OBSERVATION_NAMES, PHASE2_DIM, PHASE3_DIM, RTH_MINUTES, WINDOW_FEATURES, WINDOW_LENGTH,
 )
 
 __all__ = ["ObservationBuilder", "observation_dim"]
-
-_RTH_MINUTES = 390.0
 
 
 def observation_dim(phase: int) -> int:
@@ -50,7 +48,7 @@ class ObservationBuilder:
         close = market.close[t]
         k = self._n_window
         obs[:, k] = side
-        obs[:, k + 1] = engine.bars_in_position / _RTH_MINUTES
+        obs[:, k + 1] = engine.bars_in_position / RTH_MINUTES
         # side is 0 when flat, so these read 0 without a branch.
         obs[:, k + 2] = side * (close - engine.entry) / atr
         obs[:, k + 3] = side * (close - engine.stop) / atr

@@ -14,14 +14,13 @@ import numpy as np
 import pandas as pd
 
 from hybrid_trader.features import indicators as ind
-from hybrid_trader.features.registry import BAR_FEATURES, WINDOW_FEATURES, WINDOW_LENGTH
+from hybrid_trader.features.registry import BAR_FEATURES, RTH_MINUTES, WINDOW_FEATURES, WINDOW_LENGTH
 
 __all__ = ["SessionPanel", "compute_bar_features", "FEATURE_LOOKBACK_SESSIONS", "FEATURE_NAMES"]
 
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in BAR_FEATURES)
 # Every window restarts at each session's first bar: no feature looks into an earlier day.
 FEATURE_LOOKBACK_SESSIONS = 0
-_RTH_MINUTES = 390.0
 
 
 class SessionPanel:
@@ -148,8 +147,8 @@ def _time_features(bars: pd.DataFrame, sessions: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "time_of_day": (ts.dt.hour * 60 + ts.dt.minute).to_numpy() / 1440.0,
-            "minutes_since_open": (ts - rth_open).dt.total_seconds().to_numpy() / 60.0 / _RTH_MINUTES,
-            "minutes_to_flat": (last_bar - ts).dt.total_seconds().to_numpy() / 60.0 / _RTH_MINUTES,
+            "minutes_since_open": (ts - rth_open).dt.total_seconds().to_numpy() / 60.0 / RTH_MINUTES,
+            "minutes_to_flat": (last_bar - ts).dt.total_seconds().to_numpy() / 60.0 / RTH_MINUTES,
         },
         index=bars.index,
     )

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 __all__ = [
     "ObservationColumn",
     "WINDOW_LENGTH",
+    "RTH_MINUTES",
     "WINDOW_FEATURES",
     "CONTEXT_FEATURES",
     "POSITION_FEATURES",
@@ -42,6 +43,8 @@ __all__ = [
 ]
 
 WINDOW_LENGTH = 20
+# Minutes of the regular session (09:30-16:00): the scale of every time-like column.
+RTH_MINUTES = 390.0
 
 
 @dataclass(frozen=True)
