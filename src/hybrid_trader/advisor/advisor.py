@@ -139,11 +139,17 @@ class Advisor:
         """Every answer since creation (``save_responses`` on): ``time``, ``env``, ``prompt_hash``,
         ``p_<action>`` (6 columns), ``action`` (the most probable, -1 without advice),
         ``confidence``, ``latency_ms`` (the call's wall time), ``cache_hit`` and ``error``
-        (``failure``, ``abstention``, ``disabled`` or empty)."""
+        (``failure``, ``abstention``, ``disabled``, ``queued`` or empty)."""
         return pd.DataFrame(self._responses)
 
     def advise(self, states: Sequence[Mapping[str, Any]], masks: np.ndarray,
-               env_ids: Sequence[int] | None = None) -> Advice:
+               env_ids: Sequence[int] | None = None, use_model: bool = True) -> Advice:
+        """Answers for ``states`` under their ``masks`` (one row per state).
+
+        With ``use_model=False`` only cached answers are returned; a cache miss gets no
+        advice here (its row has a prompt but no cache hit) and is recorded as ``queued``:
+        the caller sends it to the model another way (e.g. :class:`AsyncAdvisor`).
+        """
         start = time.perf_counter()
         failures_before, abstentions_before = self.stats.failures, self.stats.abstentions
         n = len(states)
@@ -165,7 +171,7 @@ class Advisor:
             else:
                 misses.setdefault(allowed[i], []).append(i)
         self.stats.cache_hits += int(hit.sum())
-        if misses and not self.stats.disabled:
+        if misses and not self.stats.disabled and use_model:
             for options, rows in misses.items():
                 answered = self._ask(options, [prompts[i] for i in rows])
                 for i, answer in zip(rows, answered):
@@ -175,7 +181,9 @@ class Advisor:
         has_advice = ~np.isnan(confidence)
         latency = (time.perf_counter() - start) * 1e3
         if self.save_responses:
-            if self.stats.disabled:
+            if not use_model:
+                reason = "queued"
+            elif self.stats.disabled:
                 reason = "disabled"
             elif self.stats.failures > failures_before:
                 reason = "failure"

@@ -20,14 +20,14 @@ from hybrid_trader.advisor.advisor import Advisor
 from hybrid_trader.env.actions import N_ACTIONS, Action
 from hybrid_trader.features.registry import RTH_MINUTES
 
-__all__ = ["flat_states", "prescore"]
+__all__ = ["ADVISOR_MARKET_INPUTS", "flat_states", "prescore"]
 
-_MARKET_INPUTS = ("sma50_slope", "adx14", "rsi14", "momentum30", "vwap_distance", "volatility_percentile", "atr14")
+ADVISOR_MARKET_INPUTS = ("sma50_slope", "adx14", "rsi14", "momentum30", "vwap_distance", "volatility_percentile", "atr14")
 
 
 def flat_states(bar_features: pd.DataFrame, drawdown_limit: float) -> list[dict[str, Any]]:
     """Advisor states of a flat account at every bar valid for trading (raw, unscaled features)."""
-    rows = bar_features.loc[bar_features["valid_for_trading"], list(_MARKET_INPUTS) + ["minutes_to_flat"]]
+    rows = bar_features.loc[bar_features["valid_for_trading"], list(ADVISOR_MARKET_INPUTS) + ["minutes_to_flat"]]
     frame = rows.assign(position_side=0, unrealized_pnl=0.0, drawdown_buffer=float(drawdown_limit),
                         minutes_to_flat=rows["minutes_to_flat"] * RTH_MINUTES)
     return frame.to_dict("records")

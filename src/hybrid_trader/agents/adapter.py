@@ -21,7 +21,8 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from hybrid_trader.features.registry import PHASE2_DIM, PHASE3_DIM
+from hybrid_trader.agents.fusion import FusedMaskablePolicy
+from hybrid_trader.features.registry import HYBRID_DIM, PHASE2_DIM, PHASE3_DIM
 
 __all__ = ["ObservationAdapter", "phase3_from_phase2", "set_adapter_only", "validate_warmup", "trainable_parameters"]
 
@@ -29,11 +30,13 @@ __all__ = ["ObservationAdapter", "phase3_from_phase2", "set_adapter_only", "vali
 class ObservationAdapter(BaseFeaturesExtractor):
     """Linear 261 -> 228, identity on the Phase 2 columns and zero on the new ones at init."""
 
-    def __init__(self, observation_space: gym.spaces.Box, output_dim: int = PHASE2_DIM) -> None:
+    def __init__(self, observation_space: gym.spaces.Box, output_dim: int = PHASE2_DIM,
+                 input_dim: int = PHASE3_DIM) -> None:
         super().__init__(observation_space, features_dim=output_dim)
-        input_dim = int(observation_space.shape[0])
-        if input_dim < output_dim:
-            raise ValueError(f"the adapter maps {input_dim} inputs to {output_dim}: it needs at least as many inputs")
+        if not output_dim <= input_dim <= int(observation_space.shape[0]):
+            raise ValueError(f"the adapter maps the first {input_dim} of {observation_space.shape[0]} columns to "
+                             f"{output_dim}: it needs output_dim <= input_dim <= observation columns")
+        self.input_dim = input_dim
         self.linear = nn.Linear(input_dim, output_dim)
         self.reset_to_identity()
 
@@ -46,34 +49,38 @@ class ObservationAdapter(BaseFeaturesExtractor):
             self.linear.bias.zero_()
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        return self.linear(observations)
+        # Columns past input_dim (the advisor's opinion) are for the fusion, not the adapter.
+        return self.linear(observations[:, : self.input_dim])
 
 
-def phase3_from_phase2(phase2: MaskablePPO, env: Any, **ppo_kwargs: Any) -> MaskablePPO:
-    """A Phase 3 MaskablePPO over ``env`` (261-dim observations) whose networks are Phase 2's.
+def phase3_from_phase2(phase2: MaskablePPO, env: Any, *, llm_weight: float = 0.2, learn_llm_weight: bool = False,
+                       **ppo_kwargs: Any) -> MaskablePPO:
+    """A Phase 3 hybrid MaskablePPO over ``env`` whose networks are Phase 2's.
 
-    ``ppo_kwargs`` are Phase 3's own hyperparameters (nothing is inherited silently
-    but the network shapes, which must match to copy the weights).
+    ``env`` gives the hybrid observation (the 261 columns and the advisor's opinion,
+    :data:`HYBRID_DIM`). ``ppo_kwargs`` are Phase 3's own hyperparameters: nothing is
+    inherited from Phase 2 but the network shapes, which must match to copy the weights.
     """
-    if env.observation_space.shape != (PHASE3_DIM,):
-        raise ValueError(f"Phase 3 observes {PHASE3_DIM} columns, the environment gives {env.observation_space.shape}")
+    if env.observation_space.shape != (HYBRID_DIM,):
+        raise ValueError(f"the hybrid policy observes {HYBRID_DIM} columns (261 + the advisor's opinion), "
+                         f"the environment gives {env.observation_space.shape}")
     if phase2.observation_space.shape != (PHASE2_DIM,):
         raise ValueError(f"the Phase 2 policy observes {phase2.observation_space.shape}, expected ({PHASE2_DIM},)")
-    net_arch = phase2.policy.net_arch
     model = MaskablePPO(
-        "MlpPolicy", env,
-        policy_kwargs={"net_arch": net_arch, "activation_fn": phase2.policy.activation_fn,
-                       "features_extractor_class": ObservationAdapter},
+        FusedMaskablePolicy, env,
+        policy_kwargs={"net_arch": phase2.policy.net_arch, "activation_fn": phase2.policy.activation_fn,
+                       "features_extractor_class": ObservationAdapter,
+                       "features_extractor_kwargs": {"input_dim": PHASE3_DIM},
+                       "llm_weight": llm_weight, "learn_llm_weight": learn_llm_weight},
         device="cpu", **ppo_kwargs,
     )
     # SB3 re-initialises every module orthogonally after building the policy: restore the identity.
     model.policy.features_extractor.reset_to_identity()
-    source = phase2.policy.state_dict()
-    copied = {k: v for k, v in source.items() if not k.startswith(("features_extractor", "pi_features_extractor",
-                                                                   "vf_features_extractor"))}
+    extractors = ("features_extractor", "pi_features_extractor", "vf_features_extractor")
+    copied = {k: v for k, v in phase2.policy.state_dict().items() if not k.startswith(extractors)}
     missing, unexpected = model.policy.load_state_dict(copied, strict=False)
-    if unexpected or any(not k.startswith(("features_extractor", "pi_features_extractor", "vf_features_extractor"))
-                         for k in missing):
+    own = ("llm_weight_fixed", "llm_weight_logit")
+    if unexpected or any(not k.startswith(extractors) and k not in own for k in missing):
         raise ValueError(f"Phase 2 weights do not fit Phase 3: missing {missing}, unexpected {unexpected}")
     return model
 

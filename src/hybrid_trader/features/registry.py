@@ -39,6 +39,8 @@ __all__ = [
     "OBSERVATION_NAMES",
     "PHASE2_DIM",
     "PHASE3_DIM",
+    "ADVICE_COLUMNS",
+    "HYBRID_DIM",
     "render_markdown",
 ]
 
@@ -172,6 +174,21 @@ assert len(set(OBSERVATION_NAMES)) == PHASE3_DIM, "observation names must be uni
 assert all(c.group in ("window", "position", "state") for c in OBSERVATION_COLUMNS[:PHASE2_DIM])
 
 
+# The advisor's latest opinion, appended after the 261 columns in Phase 3's hybrid policy.
+# Only the fusion reads these (the adapter maps the 261 columns); all zero when there is none.
+ADVICE_COLUMNS: tuple[ObservationColumn, ...] = tuple(
+    ObservationColumn(PHASE3_DIM + i, name, "advice", meaning, "advisor", None)
+    for i, (name, meaning) in enumerate(
+        [(f"advice_p_{action}", f"advisor's probability of {action.upper()} (0 if masked or no advice)")
+         for action in ("hold", "buy", "sell", "move_sl_to_breakeven", "enable_trailing_stop", "disable_trailing_stop")]
+        + [("advice_confidence", "advisor's top probability (0 without advice)"),
+           ("advice_age", "bars since the advice was asked for / max_advice_age (0 without advice)"),
+           ("advice_present", "1 if there is advice no older than max_advice_age, else 0")]
+    )
+)
+HYBRID_DIM = PHASE3_DIM + len(ADVICE_COLUMNS)
+
+
 def render_markdown() -> str:
     """The observation-layout reference page (``docs/observations.md``)."""
     lines = [
@@ -187,6 +204,17 @@ def render_markdown() -> str:
         "|---|---|---|---|",
     ]
     lines += [f"| {c.index} | `{c.name}` | {c.group} | {c.meaning} |" for c in OBSERVATION_COLUMNS]
+    lines += [
+        "",
+        "## The advisor's opinion (Phase 3 hybrid policy only)",
+        "",
+        f"The hybrid policy observes {HYBRID_DIM} columns: the {PHASE3_DIM} above, then the advisor's latest",
+        "opinion. The adapter reads only the first 261; the fusion reads these (docs/phase3.md).",
+        "",
+        "| index | name | group | meaning |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {c.index} | `{c.name}` | {c.group} | {c.meaning} |" for c in ADVICE_COLUMNS]
     return "\n".join(lines) + "\n"
 
 
