@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
+
+from hybrid_trader.advisor.backend import BackendConfig, TransformersBackend
+from hybrid_trader.advisor.prompts import Buckets, PromptBuilder, PromptTemplate
 
 from hybrid_trader.env.market import MarketData
 from hybrid_trader.features.bar_features import compute_bar_features
@@ -42,6 +46,38 @@ def synthetic_frames():
 def synthetic_market(synthetic_frames) -> MarketData:
     bars, features = synthetic_frames
     return MarketData.from_frames(bars, features, CONTRACTS["NQ"])
+
+
+@pytest.fixture(scope="session")
+def advisor_params():
+    return OmegaConf.to_container(OmegaConf.load(PROJECT_ROOT / "conf/base/parameters_advisor.yml"))["advisor"]
+
+
+@pytest.fixture(scope="session")
+def builder(advisor_params):
+    prompt = advisor_params["prompt"]
+    return PromptBuilder(PromptTemplate(prompt["version"], prompt["prefix"], prompt["state"]),
+                         Buckets(**prompt["buckets"]))
+
+
+@pytest.fixture(scope="session")
+def real_backend(tmp_path_factory):
+    """The real default model (SmolLM2-135M-Instruct), loaded offline; converted once per session."""
+    cache = tmp_path_factory.mktemp("llm")
+    return TransformersBackend.load(BackendConfig(cache_dir=str(cache), torch_threads=1))
+
+
+@pytest.fixture(scope="session")
+def tiny_backend(real_backend):
+    """A random 2-layer model with the real SmolLM2 tokenizer: answers in milliseconds."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tok = real_backend.tokenizer
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512)
+    return TransformersBackend(LlamaForCausalLM(config), tok, "tiny-random", "cpu")
 
 
 def to_plain_csv(bars: pd.DataFrame, path: Path, *, local_offsets: bool = True) -> Path:

@@ -4,9 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from hybrid_trader.advisor.schedule import QueryScheduleConfig
 from hybrid_trader.agents.adapter import phase3_from_phase2, set_adapter_only, trainable_parameters, validate_warmup
+from hybrid_trader.agents.advised_env import AdvisedVecEnv
 from hybrid_trader.env.engine import EngineConfig
 from hybrid_trader.env.vec_env import TradingVecEnv
+from hybrid_trader.features.registry import HYBRID_DIM
 
 
 @pytest.fixture
@@ -14,7 +17,9 @@ def phase2_and_3(synthetic_market):
     from sb3_contrib import MaskablePPO
 
     env2 = TradingVecEnv(synthetic_market, EngineConfig(), n_envs=2, phase=2, seed=0)
-    env3 = TradingVecEnv(synthetic_market, EngineConfig(), n_envs=2, phase=3, seed=0)
+    venv3 = TradingVecEnv(synthetic_market, EngineConfig(), n_envs=2, phase=3, seed=0)
+    # No advisor: the opinion columns stay zero, so the policy is the RL part alone.
+    env3 = AdvisedVecEnv(venv3, np.zeros((synthetic_market.n_bars, 8)), None, QueryScheduleConfig())
     phase2 = MaskablePPO("MlpPolicy", env2, n_steps=32, batch_size=32, n_epochs=1, seed=1,
                          policy_kwargs={"net_arch": [32, 32]}, device="cpu")
     phase2.learn(64)  # non-trivial weights
@@ -24,7 +29,9 @@ def phase2_and_3(synthetic_market):
 
 def test_a_fresh_phase3_policy_acts_exactly_as_its_phase2_policy(phase2_and_3):
     phase2, phase3, _ = phase2_and_3
-    obs = torch.as_tensor(np.random.default_rng(0).normal(scale=3.0, size=(1000, 261)), dtype=torch.float32)
+    obs = np.zeros((1000, HYBRID_DIM), dtype=np.float32)
+    obs[:, :261] = np.random.default_rng(0).normal(scale=3.0, size=(1000, 261))
+    obs = torch.as_tensor(obs)
     with torch.no_grad():
         p2 = phase2.policy.get_distribution(obs[:, :228]).distribution.probs
         p3 = phase3.policy.get_distribution(obs).distribution.probs

@@ -173,6 +173,8 @@ class Advisor:
         self.stats.cache_hits += int(hit.sum())
         if misses and not self.stats.disabled and use_model:
             for options, rows in misses.items():
+                if self.stats.disabled:  # switched off by a failure earlier in this call
+                    break
                 answered = self._ask(options, [prompts[i] for i in rows])
                 for i, answer in zip(rows, answered):
                     if answer is not None:

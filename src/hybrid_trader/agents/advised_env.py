@@ -280,8 +280,9 @@ class AdvisedVecEnv(VecEnvWrapper):
             return
         probabilities, confidence, age = self.worker.latest(waiting.tolist(), self.step_count, self.max_advice_age)
         asked_at = self.step_count - age
-        # Only an answer to this episode's newest query (not an older, superseded one).
-        fresh = (age >= 0) & (asked_at == self._waiting_since[waiting]) & (asked_at >= self._episode_start[waiting])
+        # An answer from this episode that is newer than the opinion held (the worker may answer
+        # an earlier query of this environment than its newest one).
+        fresh = (age >= 0) & (asked_at > self._asked_at[waiting]) & (asked_at >= self._episode_start[waiting])
         if fresh.any():
             envs = waiting[fresh]
             masks = self._masks[envs]
@@ -291,9 +292,9 @@ class AdvisedVecEnv(VecEnvWrapper):
             usable = total[:, 0] > 0
             normalised = kept[usable] / total[usable]
             self._adopt(envs[usable], normalised, normalised.max(axis=1), asked_at[fresh][usable], self._rl_argmax)
-            self._waiting_since[envs] = -1
+        answered_newest = fresh & (asked_at == self._waiting_since[waiting])
         expired = self.step_count - self._waiting_since[waiting] > self.max_advice_age
-        self._waiting_since[waiting[expired & ~fresh]] = -1
+        self._waiting_since[waiting[answered_newest | expired]] = -1
 
     def _with_opinion(self, obs: np.ndarray, envs: np.ndarray) -> np.ndarray:
         out = np.zeros((len(obs), HYBRID_DIM), dtype=np.float32)

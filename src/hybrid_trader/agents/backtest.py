@@ -3,7 +3,8 @@
 :func:`run_backtest` plays one ``full_session`` episode per session, in date
 order, and returns one row per session: ``session_date``, ``net_pnl`` (final
 equity minus the starting balance, $, after all costs), ``steps``,
-``end_reason``, ``trades`` and ``invalid_actions``. :func:`summarize` defines
+``end_reason``, ``trades``, ``invalid_actions`` and ``reward`` (the episode's summed
+reward, the quantity PPO maximises). :func:`summarize` defines
 the summary numbers.
 """
 
@@ -47,7 +48,7 @@ def sb3_policy(model: Any, deterministic: bool = True) -> Policy:
     return act
 
 
-def run_backtest(env: TradingVecEnv, policy: Policy) -> pd.DataFrame:
+def run_backtest(env: TradingVecEnv | Any, policy: Policy) -> pd.DataFrame:
     """One episode per session of ``env`` (which must be in ``full_session`` mode)."""
     engine = env.engine
     if engine.config.episode_mode != "full_session":
@@ -66,6 +67,7 @@ def run_backtest(env: TradingVecEnv, policy: Policy) -> pd.DataFrame:
         if dones[0]:
             info = infos[0]
             rows.append({"session_date": info["session_date"], "net_pnl": info["net_pnl"],
+                         "reward": info["episode"]["r"],
                          "steps": info["episode"]["l"], "end_reason": info["end_reason"],
                          "trades": info["trades"], "invalid_actions": info["invalid_actions"]})
     return pd.DataFrame(rows)

@@ -40,11 +40,13 @@ __all__ = ["MlflowOutputFormat", "EpisodeStatsCallback", "StepCheckpointCallback
 class MlflowOutputFormat(KVWriter):
     """An SB3 logger output that logs numeric values to the active MLflow run.
 
-    ``last`` keeps the most recent value of every key (for summaries).
+    ``last`` keeps the most recent value of every key, ``history`` every value with its
+    step (for summaries and reports).
     """
 
     def __init__(self) -> None:
         self.last: dict[str, float] = {}
+        self.history: dict[str, list[tuple[int, float]]] = {}
 
     def write(self, key_values: dict[str, Any], key_excluded: dict[str, Any], step: int = 0) -> None:
         metrics = {
@@ -54,6 +56,8 @@ class MlflowOutputFormat(KVWriter):
             and np.isfinite(value)
         }
         self.last.update(metrics)
+        for key, value in metrics.items():
+            self.history.setdefault(key, []).append((int(step), value))
         if metrics and mlflow.active_run() is not None:
             mlflow.log_metrics(metrics, step=int(step))
 
@@ -71,11 +75,13 @@ class EpisodeStatsCallback(BaseCallback):
         self._pnl: list[float] = []
         self._invalid: list[int] = []
         self.totals: Counter[str] = Counter()
+        self.lengths: list[int] = []  # every finished episode's length (bars)
 
     def _on_step(self) -> bool:
         for done, info in zip(self.locals["dones"], self.locals["infos"]):
             if done and "end_reason" in info:
                 self._reasons[info["end_reason"]] += 1
+                self.lengths.append(int(info["episode"]["l"]))
                 self._trades.append(info["trades"])
                 self._pnl.append(info["net_pnl"])
                 self._invalid.append(info["invalid_actions"])

@@ -13,7 +13,7 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from sb3_contrib import MaskablePPO
@@ -26,7 +26,7 @@ from hybrid_trader.agents.callbacks import (
 )
 from hybrid_trader.env.vec_env import TradingVecEnv
 
-__all__ = ["PPOConfig", "linear_schedule", "train_phase2", "TrainingInterrupted", "TrainingResult"]
+__all__ = ["PPOConfig", "linear_schedule", "train_phase2", "train_masked_ppo", "ppo_kwargs", "TrainingInterrupted", "TrainingResult"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,18 +90,18 @@ class PPOConfig:
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("constant", "linear"):
-            raise ValueError("phase2.lr_schedule must be 'constant' or 'linear'")
+            raise ValueError("ppo.lr_schedule must be 'constant' or 'linear'")
         if (self.n_steps * self.n_envs) % self.batch_size:
             raise ValueError(
-                f"phase2.batch_size ({self.batch_size}) must divide n_steps x n_envs "
+                f"ppo.batch_size ({self.batch_size}) must divide n_steps x n_envs "
                 f"({self.n_steps} x {self.n_envs})"
             )
         if self.total_timesteps < self.n_steps * self.n_envs:
-            raise ValueError("phase2.total_timesteps is shorter than one rollout (n_steps x n_envs)")
+            raise ValueError("ppo.total_timesteps is shorter than one rollout (n_steps x n_envs)")
         for name in ("learning_rate", "n_steps", "batch_size", "n_epochs", "n_envs", "eval_every_steps",
                      "checkpoint_every_steps", "torch_threads"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"phase2.{name} must be > 0")
+                raise ValueError(f"ppo.{name} must be > 0")
 
     def learning_rate_schedule(self) -> float | Callable[[float], float]:
         if self.lr_schedule == "constant":
@@ -126,7 +126,9 @@ class TrainingResult:
     """The trained model, the best model on validation (or ``None``), and run facts.
 
     ``end_reasons``: training episodes per end reason; ``last_logged``: the last
-    value SB3 logged for each key (``train/approx_kl``, ``rollout/ep_len_mean``, ...).
+    value SB3 logged for each key (``train/approx_kl``, ``rollout/ep_len_mean``, ...);
+    ``history``: every logged value of each key with its step; ``episode_lengths``: the
+    length of every training episode that ended (this process only).
     """
 
     model: MaskablePPO
@@ -134,6 +136,8 @@ class TrainingResult:
     resumed_from: Path | None
     end_reasons: dict[str, int]
     last_logged: dict[str, float]
+    history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    episode_lengths: list[int] = field(default_factory=list)
 
 
 class BestScoreFile(BaseCallback):
@@ -155,15 +159,19 @@ class BestScoreFile(BaseCallback):
         return float(json.loads(self.path.read_text())["best_mean_reward"])
 
 
-def _new_model(config: PPOConfig, env: TradingVecEnv) -> MaskablePPO:
-    return MaskablePPO(
-        "MlpPolicy", env,
+def ppo_kwargs(config: PPOConfig) -> dict[str, Any]:
+    """MaskablePPO's keyword arguments for ``config`` (all but the policy's shape)."""
+    return dict(
         learning_rate=config.learning_rate_schedule(), n_steps=config.n_steps, batch_size=config.batch_size,
         n_epochs=config.n_epochs, gamma=config.gamma, gae_lambda=config.gae_lambda,
         clip_range=config.clip_range, ent_coef=config.ent_coef, vf_coef=config.vf_coef,
-        max_grad_norm=config.max_grad_norm, target_kl=config.target_kl, seed=config.seed,
-        policy_kwargs={"net_arch": list(config.net_arch)}, device="cpu", verbose=0,
+        max_grad_norm=config.max_grad_norm, target_kl=config.target_kl, seed=config.seed, verbose=0,
     )
+
+
+def _new_model(config: PPOConfig, env: TradingVecEnv) -> MaskablePPO:
+    return MaskablePPO("MlpPolicy", env, policy_kwargs={"net_arch": list(config.net_arch)}, device="cpu",
+                       **ppo_kwargs(config))
 
 
 def train_phase2(
@@ -192,6 +200,29 @@ def train_phase2(
     Raises:
         TrainingInterrupted: on Ctrl-C, after saving a checkpoint.
     """
+    return train_masked_ppo(config, train_env, eval_env, n_eval_episodes, work_dir,
+                            lambda: _new_model(config, train_env), resume=resume, progress_bar=progress_bar)
+
+
+def train_masked_ppo(
+    config: PPOConfig,
+    train_env: Any,
+    eval_env: Any,
+    n_eval_episodes: int,
+    work_dir: Path,
+    build_model: Callable[[], MaskablePPO],
+    *,
+    resume: bool = False,
+    progress_bar: bool = True,
+    extra_callbacks: Sequence[BaseCallback] = (),
+    on_model: Callable[[MaskablePPO], None] | None = None,
+) -> TrainingResult:
+    """The training loop both phases share (see :func:`train_phase2` for the arguments).
+
+    ``build_model`` makes a fresh model (when not resuming); ``on_model`` is called with the
+    model, fresh or resumed, before training (e.g. to attach it to its environments);
+    ``extra_callbacks`` run beside the episode statistics, evaluation and checkpoints.
+    """
     torch.set_num_threads(config.torch_threads)
     checkpoints, best_dir = Path(work_dir) / "checkpoints", Path(work_dir) / "best"
     found = latest_checkpoint(checkpoints) if resume else None
@@ -200,16 +231,19 @@ def train_phase2(
         # The saved model keeps its own hyperparameters; the budget comes from config.
         model = MaskablePPO.load(path, env=train_env, device="cpu")
         if sidecar.get("env_rng_state"):
-            train_env._reset_seeds()  # or the first reset would reseed over the restored state
-            train_env.engine.rng.bit_generator.state = sidecar["env_rng_state"]
-        logger.info("Resuming Phase 2 from %s at step %d", path, model.num_timesteps)
+            base = getattr(train_env, "venv", train_env)
+            base._reset_seeds()  # or the first reset would reseed over the restored state
+            base.engine.rng.bit_generator.state = sidecar["env_rng_state"]
+        logger.info("Resuming from %s at step %d", path, model.num_timesteps)
     else:
         if resume:
             logger.info("resume: true but no checkpoint in %s; starting fresh", checkpoints)
         # A fresh run must not pick up an earlier run's checkpoints or best model.
         for stale in (checkpoints, best_dir):
             shutil.rmtree(stale, ignore_errors=True)
-        model = _new_model(config, train_env)
+        model = build_model()
+    if on_model is not None:
+        on_model(model)
     telemetry = MlflowOutputFormat()
     model.set_logger(Logger(folder=None, output_formats=[telemetry]))
 
@@ -222,8 +256,9 @@ def train_phase2(
     )
     if found:
         evaluation.best_mean_reward = best_score.read()  # a resumed run must beat the best so far
+    # Extra callbacks first: they may read an update's values before episode_stats dumps them at the end.
     callbacks = CallbackList([
-        episode_stats, evaluation, StepCheckpointCallback(checkpoints, config.checkpoint_every_steps),
+        *extra_callbacks, episode_stats, evaluation, StepCheckpointCallback(checkpoints, config.checkpoint_every_steps),
     ])
     remaining = config.total_timesteps - model.num_timesteps
     try:
@@ -236,4 +271,4 @@ def train_phase2(
     best_path = best_dir / "best_model.zip"
     best = MaskablePPO.load(best_path, device="cpu") if best_path.exists() else None
     return TrainingResult(model, best, found[0] if found else None, dict(episode_stats.totals),
-                          dict(telemetry.last))
+                          dict(telemetry.last), dict(telemetry.history), list(episode_stats.lengths))

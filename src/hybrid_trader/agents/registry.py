@@ -25,9 +25,11 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from hybrid_trader.env.actions import N_ACTIONS
-from hybrid_trader.features.registry import OBSERVATION_NAMES
+from hybrid_trader.features.registry import ADVICE_COLUMNS, OBSERVATION_NAMES
 
-__all__ = ["PolicyPyfunc", "MASK_COLUMNS", "register_policy", "load_registered_policy"]
+__all__ = ["PolicyPyfunc", "MASK_COLUMNS", "register_policy", "load_registered_policy", "load_registered_sb3"]
+
+ADVICE_NAMES = tuple(c.name for c in ADVICE_COLUMNS)
 
 MASK_COLUMNS = [f"mask_{a}" for a in range(N_ACTIONS)]
 _PIP_REQUIREMENTS = ["torch==2.13.0", "stable-baselines3==2.9.2", "sb3-contrib==2.9.2", "pandas==3.1.1",
@@ -46,7 +48,7 @@ class PolicyPyfunc(mlflow.pyfunc.PythonModel):
         self._model = MaskablePPO.load(context.artifacts["policy"], device="cpu")
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        columns = list(OBSERVATION_NAMES[: self.observation_dim])
+        columns = list((OBSERVATION_NAMES + ADVICE_NAMES)[: self.observation_dim])
         missing = [c for c in columns if c not in model_input.columns]
         if missing:
             raise ValueError(f"model input lacks {len(missing)} observation columns, e.g. {missing[:3]}")
@@ -94,6 +96,11 @@ def register_policy(
     for key, value in (tags or {}).items():
         client.set_model_version_tag(name, version, key, value)
     return version
+
+
+def load_registered_sb3(name: str, alias_or_version: str) -> Any:
+    """The MaskablePPO model inside a registered version (by alias or version number)."""
+    return load_registered_policy(name, alias_or_version).unwrap_python_model()._model
 
 
 def load_registered_policy(name: str, alias_or_version: str) -> mlflow.pyfunc.PyFuncModel:

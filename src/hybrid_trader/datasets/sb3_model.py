@@ -25,15 +25,17 @@ class SB3ModelDataset(AbstractDataset[Any, Any]):
           type: hybrid_trader.datasets.SB3ModelDataset
           filepath: data/06_models/phase2_policy.zip
           algorithm: sb3_contrib.MaskablePPO
+          produced_by: phase2   # the pipeline that writes it (named in the missing-file error)
     """
 
-    def __init__(self, filepath: str, algorithm: str = "sb3_contrib.MaskablePPO",
+    def __init__(self, filepath: str, algorithm: str = "sb3_contrib.MaskablePPO", produced_by: str | None = None,
                  metadata: dict[str, Any] | None = None) -> None:
         protocol, path = get_protocol_and_path(filepath)
         if protocol != "file":
             raise DatasetError("SB3ModelDataset supports local files only")
         self._filepath = PurePosixPath(path)
         self._algorithm = algorithm
+        self._produced_by = produced_by
         self._fs = fsspec.filesystem(protocol)
         self.metadata = metadata
 
@@ -44,7 +46,8 @@ class SB3ModelDataset(AbstractDataset[Any, Any]):
     def load(self) -> Any:
         path = get_filepath_str(self._filepath, "file")
         if not self._fs.exists(path):
-            raise DatasetError(f"no model at {path}; run the pipeline that trains it first")
+            run = f"`kedro run --pipelines={self._produced_by}`" if self._produced_by else "the pipeline that trains it"
+            raise DatasetError(f"no model at {path}: run {run} first")
         return self._algorithm_class().load(path, device="cpu")
 
     def save(self, model: Any) -> None:

@@ -28,6 +28,17 @@ def contract_from_spec(market_spec: dict[str, Any]) -> ContractSpec:
     return ContractSpec(**{k: v for k, v in market_spec.items() if k in fields})
 
 
+def stop_training_run(stop: KeyboardInterrupt, phase: str, section: str) -> None:
+    """Ctrl-C during training: mark the MLflow run KILLED and exit with status 130 (no traceback)."""
+    # TrainingInterrupted carries a checkpoint; a bare KeyboardInterrupt may not.
+    where = f"; {stop}" if isinstance(stop, TrainingInterrupted) else " before a checkpoint could be saved"
+    logger.warning("%s interrupted%s. The MLflow run is marked KILLED; %s.resume: true continues.", phase, where,
+                   section)
+    if mlflow.active_run() is not None:
+        mlflow.end_run(status="KILLED")
+    raise SystemExit(130) from None
+
+
 def train_phase2_policy(
     clean_bars: pd.DataFrame,
     model_input_features: pd.DataFrame,
@@ -52,13 +63,8 @@ def train_phase2_policy(
     try:
         result = train_phase2(config, train_env, eval_env, val_market.n_sessions, Path(phase2_params["work_dir"]),
                               resume=phase2_params["resume"], progress_bar=phase2_params["progress_bar"])
-    except KeyboardInterrupt as stop:  # TrainingInterrupted carries a checkpoint; a bare one may not
-        where = f"; {stop}" if isinstance(stop, TrainingInterrupted) else " before a checkpoint could be saved"
-        logger.warning("Phase 2 interrupted%s. The MLflow run is marked KILLED; phase2.resume: true continues.",
-                       where)
-        if mlflow.active_run() is not None:
-            mlflow.end_run(status="KILLED")
-        raise SystemExit(130) from None
+    except KeyboardInterrupt as stop:
+        stop_training_run(stop, "Phase 2", "phase2")
     finally:
         train_env.close()
         eval_env.close()

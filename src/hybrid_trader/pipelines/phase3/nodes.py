@@ -1,15 +1,30 @@
-"""Nodes of ``phase3``: thin wrappers over :mod:`hybrid_trader.advisor` (and, later, the hybrid agent)."""
+"""Nodes of ``phase3``: thin wrappers over :mod:`hybrid_trader.advisor` and :mod:`hybrid_trader.agents`."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any
 
+import mlflow
+import numpy as np
 import pandas as pd
 
 from hybrid_trader.advisor.advisor import Advisor
 from hybrid_trader.advisor.cache import AdviceCache
 from hybrid_trader.advisor.prescore import flat_states, prescore
+from hybrid_trader.advisor.worker import AsyncAdvisor
+from hybrid_trader.agents.backtest import summarize
+from hybrid_trader.agents.health import HealthCheckFailed, health_report, measure, render_markdown
+from hybrid_trader.agents.phase3 import (
+    Phase3Config, backtest_hybrid, make_advised_env, overfitting_gap, train_phase3,
+)
+from hybrid_trader.agents.registry import load_registered_sb3, register_policy
+from hybrid_trader.env.factory import split_days
+from hybrid_trader.features.registry import HYBRID_DIM
+from hybrid_trader.pipelines.phase2.nodes import contract_from_spec, stop_training_run
 
 logger = logging.getLogger(__name__)
 
@@ -44,3 +59,185 @@ def prepare_advisor(bar_features: pd.DataFrame, day_splits: pd.DataFrame, advice
                 report["model"], report["device"], counts["scored"], counts["distinct_prompts"], counts["seconds"],
                 report["cache_entries"])
     return report, advisor.responses()
+
+
+def _load_phase2(phase2_best_policy: Any, source: str) -> Any:
+    if str(source) == "catalog":
+        return phase2_best_policy
+    name = "phase2_policy"
+    try:
+        return load_registered_sb3(name, str(source))
+    except Exception as error:  # mlflow raises several types for a missing model/alias
+        raise ValueError(f"phase3.phase2_source: cannot load {name} '{source}' from the MLflow registry ({error}). "
+                         "Run `kedro run --pipelines=phase2` first, or use phase2_source: catalog.") from error
+
+
+def _advisor_and_worker(config: Phase3Config, advisor_params: dict[str, Any], advice_cache: AdviceCache):
+    if not config.use_advisor:
+        return None, None
+    advisor = Advisor.from_params(advisor_params, cache=advice_cache)
+    worker = AsyncAdvisor(advisor, batch_size=config.worker_batch_size) if config.query_mode == "async" else None
+    return advisor, worker
+
+
+def _close(advisor: Advisor | None, worker: AsyncAdvisor | None, *envs: Any) -> bool:
+    """Close everything; ``True`` when all closed without error."""
+    clean = True
+    for env in envs:
+        try:
+            env.close()
+        except Exception as error:
+            logger.error("closing an environment failed: %s", error)
+            clean = False
+    if worker is not None:
+        worker.close()
+        clean &= not worker._thread.is_alive()
+    elif advisor is not None:
+        advisor.close()
+    return clean
+
+
+def train_phase3_policy(
+    phase2_best_policy: Any,
+    clean_bars: pd.DataFrame,
+    model_input_features: pd.DataFrame,
+    bar_features: pd.DataFrame,
+    market_spec: dict[str, Any],
+    advice_cache: AdviceCache,
+    advisor_report: dict[str, Any],
+    environment_params: dict[str, Any],
+    advisor_params: dict[str, Any],
+    phase3_params: dict[str, Any],
+):
+    """Train the hybrid policy from the Phase 2 policy on train days, asking the advisor.
+
+    ``advisor_report`` (from ``prepare_advisor``) orders this node after the load check and
+    pre-scoring. Returns the last model, the best on validation, a training summary (config,
+    warm-up, telemetry, histories, clean exit) and the advisor's answers during training.
+    """
+    config = Phase3Config.from_params(phase3_params)
+    phase2 = _load_phase2(phase2_best_policy, phase3_params["phase2_source"])
+    contract = contract_from_spec(market_spec)
+    advisor, worker = _advisor_and_worker(config, advisor_params, advice_cache)
+    frames = (clean_bars, model_input_features, bar_features, contract, environment_params)
+    train_env = make_advised_env(*frames, "train", config, advisor=advisor, worker=worker, n_envs=config.ppo.n_envs,
+                                 episode_mode="random_start", seed=config.ppo.seed)
+    eval_env = make_advised_env(*frames, "validation", config, advisor=advisor, worker=worker, n_envs=1,
+                                episode_mode="full_session", seed=config.ppo.seed)
+    clean_exit = False
+    try:
+        result, warmup = train_phase3(config, phase2, train_env, eval_env, eval_env.engine.market.n_sessions,
+                                      Path(phase3_params["work_dir"]), resume=phase3_params["resume"],
+                                      progress_bar=phase3_params["progress_bar"])
+    except KeyboardInterrupt as stop:
+        stop_training_run(stop, "Phase 3", "phase3")
+    finally:
+        clean_exit = _close(advisor, worker, train_env, eval_env)
+    rates = train_env.telemetry.rates()
+    summary = {
+        "config": config.as_dict(),
+        "phase2_source": str(phase3_params["phase2_source"]),
+        "num_timesteps": int(result.model.num_timesteps),
+        "resumed_from": str(result.resumed_from) if result.resumed_from else None,
+        "warmup": {"steps": config.adapter_warmup_steps, "unfrozen_at": warmup.unfrozen_at,
+                   "warmup_env_steps": warmup.warmup_env_steps, "trainable_parameters": warmup.counts},
+        "updates": warmup.updates,
+        "telemetry": {**dataclasses.asdict(train_env.telemetry), **rates},
+        "query_triggers": dict(train_env.schedule.trigger_counts),
+        "advisor_stats": dataclasses.asdict(advisor.stats) if advisor is not None else None,
+        "worker": {"submitted": worker.submitted, "superseded": worker.superseded, "answered": worker.answered}
+        if worker is not None else None,
+        "llm_weight": float(result.model.policy.llm_weight()),
+        "train_end_reasons": result.end_reasons,
+        "episode_lengths": result.episode_lengths,
+        "history": {k: v for k, v in result.history.items() if k.startswith(("train/", "rollout/", "advisor/",
+                                                                              "phase3/", "eval/"))},
+        "clean_exit": clean_exit,
+    }
+    logger.info("Phase 3 trained %d steps: query rate %.1f%%, cache hits %.0f%%, disagreement %.0f%%, "
+                "override %.1f%%, clean exit %s", result.model.num_timesteps, 100 * rates["query_rate"],
+                100 * np.nan_to_num(rates["cache_hit_rate"]), 100 * np.nan_to_num(rates["disagreement_rate"]),
+                100 * rates["override_rate"], clean_exit)
+    responses = advisor.responses() if advisor is not None else pd.DataFrame()
+    return result.model, result.best_model or result.model, summary, responses
+
+
+def evaluate_phase3_policy(
+    phase3_policy: Any,
+    clean_bars: pd.DataFrame,
+    model_input_features: pd.DataFrame,
+    bar_features: pd.DataFrame,
+    market_spec: dict[str, Any],
+    advice_cache: AdviceCache,
+    environment_params: dict[str, Any],
+    advisor_params: dict[str, Any],
+    phase3_params: dict[str, Any],
+) -> dict[str, Any]:
+    """The overfitting gap (train minus validation mean episode reward, deterministic and masked,
+    equal numbers of sessions) of the hybrid, and its validation backtest beside the RL part alone."""
+    config = Phase3Config.from_params(phase3_params)
+    contract = contract_from_spec(market_spec)
+    advisor, worker = _advisor_and_worker(config, advisor_params, advice_cache)
+    frames = (clean_bars, model_input_features, bar_features, contract, environment_params)
+    n = min(len(split_days(model_input_features, "train")), len(split_days(model_input_features, "validation")))
+    envs = {split: make_advised_env(*frames, split, config, advisor=advisor, worker=worker, n_envs=1,
+                                    episode_mode="full_session", max_sessions=n) for split in ("train", "validation")}
+    try:
+        gap = overfitting_gap(phase3_policy, envs["train"], envs["validation"])
+        rl_only = summarize(backtest_hybrid(phase3_policy, envs["validation"], llm_weight=0.0))
+    finally:
+        _close(advisor, worker, *envs.values())
+    logger.info("Phase 3 overfitting gap %.3f (train %.3f, validation %.3f mean episode reward over %d sessions)",
+                gap["gap"], gap["train_mean_reward"], gap["validation_mean_reward"], n)
+    return {"overfitting_gap": gap, "validation_rl_only": rl_only}
+
+
+def register_phase3_policy(
+    phase3_policy: Any,
+    feature_scaler: dict[str, Any],
+    observation_layout: dict[str, Any],
+    phase3_evaluation: dict[str, Any],
+    phase3_params: dict[str, Any],
+) -> dict[str, Any]:
+    """Register the hybrid policy as ``phase3_hybrid`` (aliases ``newest``, and ``good`` when its
+    validation net P&L beat the RL part alone)."""
+    name = phase3_params["registered_model_name"]
+    if mlflow.active_run() is None:
+        logger.warning("No active MLflow run: %s is not registered", name)
+        return {"name": name, "version": None, "good": False}
+    gap = phase3_evaluation["overfitting_gap"]
+    good = gap["validation_mean_net_pnl"] > phase3_evaluation["validation_rl_only"]["mean_net_pnl"]
+    with tempfile.TemporaryDirectory() as tmp:
+        policy_zip = Path(tmp) / "policy.zip"
+        phase3_policy.save(policy_zip)
+        version = register_policy(policy_zip, name=name, observation_dim=HYBRID_DIM, feature_scaler=feature_scaler,
+                                  observation_layout=observation_layout, good=good,
+                                  tags={"validation_mean_net_pnl": str(gap["validation_mean_net_pnl"])})
+    logger.info("Registered %s version %s", name, version)
+    return {"name": name, "version": version, "good": good, "aliases": ["newest"] + (["good"] if good else [])}
+
+
+def write_phase3_health_report(
+    phase3_training_summary: dict[str, Any], phase3_evaluation: dict[str, Any],
+) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """The training-health report: JSON, Markdown, and this run's values as MLflow metrics."""
+    summary = phase3_training_summary
+    values = measure(summary["updates"], summary["telemetry"], summary["episode_lengths"],
+                     phase3_evaluation["overfitting_gap"]["gap"], summary["clean_exit"])
+    report = health_report(values)
+    report["num_timesteps"] = summary["num_timesteps"]
+    metrics = {f"health/{row['metric']}": {"value": float(row["this_run"]), "step": 0}
+               for row in report["rows"] if row["this_run"] is not None}
+    for row in report["rows"]:
+        logger.log(logging.INFO if row["passed"] else logging.WARNING, "health %-18s %12s  target %-11s %s",
+                   row["metric"], "n/a" if row["this_run"] is None else f"{row['this_run']:.4g}", row["target"],
+                   "PASS" if row["passed"] else "FAIL")
+    return report, render_markdown(report), metrics
+
+
+def check_phase3_health(phase3_health_report: dict[str, Any], phase3_params: dict[str, Any]) -> None:
+    """Fail the run when a health target is missed and ``phase3.health.fail_on_miss`` is on
+    (the report is already written)."""
+    if not phase3_health_report["all_passed"] and phase3_params["health"]["fail_on_miss"]:
+        raise HealthCheckFailed(f"Phase 3 health targets missed: {', '.join(phase3_health_report['failed'])} "
+                                "(see data/08_reporting/phase3_health_report.md)")

@@ -1,12 +1,19 @@
 """Wiring of the ``phase3`` pipeline.
 
-Today it prepares the LLM advisor (load check and pre-scored answer cache);
-the hybrid agent's training nodes build on it.
+``prepare_advisor`` (load check, pre-scored answers) -> ``train_phase3_policy``
+-> ``evaluate_phase3_policy`` (overfitting gap, RL-only comparison) ->
+``register_phase3_policy`` and ``write_phase3_health_report``. Rerun one with
+``kedro run --nodes=<name>`` (e.g. ``write_phase3_health_report`` alone reads
+the saved training summary and evaluation).
 """
 
 from kedro.pipeline import Node, Pipeline
 
-from hybrid_trader.pipelines.phase3.nodes import prepare_advisor
+from hybrid_trader.pipelines.phase3.nodes import (
+    check_phase3_health, evaluate_phase3_policy, prepare_advisor, register_phase3_policy, train_phase3_policy, write_phase3_health_report,
+)
+
+_FRAMES = ["clean_bars", "model_input_features", "bar_features", "market_spec"]
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -17,6 +24,39 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["bar_features", "day_splits", "advice_cache", "params:advisor", "params:environment"],
                 outputs=["advisor_report", "advisor_responses"],
                 name="prepare_advisor",
+            ),
+            Node(
+                func=train_phase3_policy,
+                inputs=["phase2_best_policy", *_FRAMES, "advice_cache", "advisor_report", "params:environment",
+                        "params:advisor", "params:phase3"],
+                outputs=["phase3_policy", "phase3_best_policy", "phase3_training_summary",
+                         "phase3_advisor_responses"],
+                name="train_phase3_policy",
+            ),
+            Node(
+                func=evaluate_phase3_policy,
+                inputs=["phase3_policy", *_FRAMES, "advice_cache", "params:environment", "params:advisor",
+                        "params:phase3"],
+                outputs="phase3_evaluation",
+                name="evaluate_phase3_policy",
+            ),
+            Node(
+                func=register_phase3_policy,
+                inputs=["phase3_policy", "feature_scaler", "observation_layout", "phase3_evaluation", "params:phase3"],
+                outputs="phase3_registration",
+                name="register_phase3_policy",
+            ),
+            Node(
+                func=write_phase3_health_report,
+                inputs=["phase3_training_summary", "phase3_evaluation"],
+                outputs=["phase3_health_report", "phase3_health_report_markdown", "phase3_health_metrics"],
+                name="write_phase3_health_report",
+            ),
+            Node(
+                func=check_phase3_health,
+                inputs=["phase3_health_report", "params:phase3"],
+                outputs=None,
+                name="check_phase3_health",
             ),
         ]
     )

@@ -1,0 +1,293 @@
+"""Phase 3: query schedule, advised environments, fusion inside the policy, warm-up, telemetry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hybrid_trader.advisor.advisor import Advice, Advisor, AdvisorConfig, AdvisorStats
+from hybrid_trader.advisor.schedule import QuerySchedule, QueryScheduleConfig
+from hybrid_trader.agents.adapter import phase3_from_phase2
+from hybrid_trader.agents.advised_env import AdvisedVecEnv, AdvisorTelemetry, advisor_market_inputs
+from hybrid_trader.agents.fusion import ADVICE_PRESENT, ADVICE_PROBABILITIES
+from hybrid_trader.agents.phase2 import PPOConfig
+from hybrid_trader.agents.phase3 import Phase3Config, WarmupCallback
+from hybrid_trader.env.actions import N_ACTIONS, Action
+from hybrid_trader.env.engine import EngineConfig
+from hybrid_trader.env.vec_env import TradingVecEnv
+from hybrid_trader.features.registry import HYBRID_DIM, PHASE3_DIM
+
+
+class ScriptedAdvisor:
+    """Always prefers one action (when allowed): 0.7 on it, the rest spread over the other allowed ones."""
+
+    def __init__(self, favourite: int = Action.SELL) -> None:
+        self.favourite = favourite
+        self.stats = AdvisorStats()
+        self.calls: list[int] = []
+
+    def advise(self, states, masks, env_ids=None, use_model=True):
+        n = len(states)
+        self.calls.append(n)
+        masks = np.asarray(masks, dtype=bool)
+        probabilities = masks / masks.sum(axis=1, keepdims=True)
+        for row, mask in zip(probabilities, masks):
+            if mask[self.favourite]:
+                row[mask] = 0.3 / max(mask.sum() - 1, 1)
+                row[self.favourite] = 0.7 if mask.sum() > 1 else 1.0
+        self.stats.queries += n
+        return Advice(probabilities, probabilities.max(axis=1), np.ones(n, dtype=bool), np.ones(n, dtype=bool),
+                      ["scripted"] * n, 0.0)
+
+
+@pytest.fixture
+def raw_inputs(synthetic_frames):
+    from hybrid_trader.features.bar_features import compute_bar_features
+    from hybrid_trader.market_data.clean import CleaningConfig, ingest_bars
+    from hybrid_trader.market_data.synthetic import SyntheticMarketConfig, generate_synthetic_bars
+
+    # The same three sessions as synthetic_frames, unscaled (the prompt reads trader's units).
+    raw = generate_synthetic_bars(SyntheticMarketConfig(n_days=3, seed=8, start_date="2024-11-27"))
+    result = ingest_bars(raw, CleaningConfig(), source="synthetic")
+    features = compute_bar_features(result.bars, result.sessions)
+    return advisor_market_inputs(features, np.ones(len(features), dtype=bool))
+
+
+def advised(market, inputs, advisor=None, n_envs=2, seed=0, mode="sync", **schedule):
+    venv = TradingVecEnv(market, EngineConfig(), n_envs=n_envs, phase=3, seed=seed)
+    return AdvisedVecEnv(venv, inputs, advisor, QueryScheduleConfig(**schedule), mode=mode)
+
+
+@pytest.fixture
+def phase2_model(synthetic_market):
+    from sb3_contrib import MaskablePPO
+
+    env2 = TradingVecEnv(synthetic_market, EngineConfig(), n_envs=2, phase=2, seed=0)
+    model = MaskablePPO("MlpPolicy", env2, n_steps=32, batch_size=32, n_epochs=1, seed=1,
+                        policy_kwargs={"net_arch": [32, 32]}, device="cpu")
+    model.learn(64)
+    return model
+
+
+# -- the query schedule -------------------------------------------------------------------
+def test_query_schedule_on_a_scripted_sequence():
+    schedule = QuerySchedule(QueryScheduleConfig(query_interval=5, confidence_threshold=0.6, query_cooldown=2), 1)
+    schedule.reset(side=np.array([0]))
+    #          bar:  0    1    2    3    4    5    6    7    8    9    10   11   12   13   14   15
+    top = np.array([.9, .9, .9, .9, .9, .9, .5, .9, .9, .9, .9, .9, .9, .9, .4, .4])
+    side = np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1])
+    asked = [int(schedule.due(np.array([p]), np.array([s]))[0]) for p, s in zip(top, side)]
+    # 0: first bar of the episode; 5: interval; 6: uncertain but within the cooldown of 5;
+    # 8: position change (cooldown over); 13: interval (5 after 8); 14: uncertain but cooling
+    # down; 15: still cooling down (13 + 2), so not asked.
+    assert [i for i, a in enumerate(asked) if a] == [0, 5, 8, 13]
+    assert schedule.trigger_counts == {"interval": 3, "uncertain": 0, "position_change": 1}
+
+
+def test_an_uncertain_policy_is_asked_every_third_bar_and_a_change_waits_for_the_cooldown():
+    schedule = QuerySchedule(QueryScheduleConfig(query_interval=5, confidence_threshold=0.6, query_cooldown=2), 2)
+    schedule.reset(side=np.zeros(2, dtype=int))
+    asked = []
+    for bar in range(9):
+        side = np.array([0, 1 if bar >= 1 else 0])  # env 1 enters a position at bar 1, inside its cooldown
+        asked.append(schedule.due(np.array([0.3, 0.95]), side))
+    asked = np.array(asked)
+    assert np.flatnonzero(asked[:, 0]).tolist() == [0, 3, 6]
+    assert np.flatnonzero(asked[:, 1]).tolist() == [0, 3, 8]  # the change at bar 1 is served at bar 3
+
+
+def test_bad_schedule_settings_are_rejected():
+    with pytest.raises(ValueError, match="query_interval"):
+        QueryScheduleConfig(query_interval=0)
+    with pytest.raises(ValueError, match="confidence_threshold"):
+        QueryScheduleConfig(confidence_threshold=1.5)
+
+
+# -- the advised environment ---------------------------------------------------------------
+def test_opinions_enter_the_observation_and_telemetry_counts_them(synthetic_market, raw_inputs):
+    advisor = ScriptedAdvisor(favourite=Action.SELL)
+    env = advised(synthetic_market, raw_inputs, advisor, n_envs=3)
+    obs = env.reset()
+    assert obs.shape == (3, HYBRID_DIM)
+    assert advisor.calls == [3]  # the first bar asks for every environment, in one batch
+    np.testing.assert_allclose(obs[:, ADVICE_PROBABILITIES][:, Action.SELL], 0.7)
+    assert (obs[:, ADVICE_PRESENT] == 1).all()
+    # Without an attached policy the RL argmax reads HOLD: every SELL opinion disagrees.
+    assert env.telemetry.answers == 3 and env.telemetry.disagreements == 3
+    masks = env.action_masks()
+    actions = np.where(masks[:, Action.SELL], Action.SELL, Action.HOLD)
+    env.step(actions)
+    assert env.telemetry.overrides == int(masks[:, Action.SELL].sum())
+
+
+def test_without_an_answer_nothing_counts_as_agreement(synthetic_market, raw_inputs):
+    env = advised(synthetic_market, raw_inputs, advisor=None)
+    obs = env.reset()
+    for _ in range(5):
+        obs, *_ = env.step(np.zeros(2, dtype=int))
+    assert not obs[:, PHASE3_DIM:].any()  # no opinion: all advice columns zero
+    rates = env.telemetry.rates()
+    assert env.telemetry.queries == 0 and np.isnan(rates["disagreement_rate"]) and np.isnan(rates["agreement_rate"])
+
+
+def test_opinions_expire_after_max_advice_age(synthetic_market, raw_inputs):
+    advisor = ScriptedAdvisor()
+    venv = TradingVecEnv(synthetic_market, EngineConfig(), n_envs=1, phase=3, seed=0)
+    env = AdvisedVecEnv(venv, raw_inputs, advisor, QueryScheduleConfig(query_interval=50, query_cooldown=0),
+                        max_advice_age=3)
+    obs = env.reset()
+    ages = []
+    for _ in range(5):
+        ages.append(float(obs[0, ADVICE_PRESENT]))
+        obs, _, done, _ = env.step(np.zeros(1, dtype=int))
+        assert not done[0]
+    assert ages == [1.0, 1.0, 1.0, 1.0, 0.0]  # asked at bar 0, dropped once older than 3 bars
+
+
+def test_a_failing_advisor_leaves_training_running_and_counted(synthetic_market, raw_inputs, phase2_model, builder):
+    class Broken:
+        identity = "broken"
+        device = "cpu"
+
+        def option_logprobs(self, *args, **kwargs):
+            raise RuntimeError("model crashed")
+
+    advisor = Advisor(Broken(), builder, AdvisorConfig(max_consecutive_failures=3))
+    env = advised(synthetic_market, raw_inputs, advisor)
+    model = phase3_from_phase2(phase2_model, env, n_steps=32, batch_size=32, n_epochs=1, seed=2)
+    env.attach_policy(model.policy)
+    model.learn(64)
+    assert model.num_timesteps == 64
+    assert advisor.stats.failures == 3 and advisor.stats.disabled
+    assert env.telemetry.queries > 0 and env.telemetry.answers == 0
+
+
+def test_async_mode_adopts_worker_answers_with_their_age(synthetic_market, raw_inputs, tiny_backend, builder):
+    from hybrid_trader.advisor.worker import AsyncAdvisor
+
+    advisor = Advisor(tiny_backend, builder, AdvisorConfig())
+    worker = AsyncAdvisor(advisor)
+    venv = TradingVecEnv(synthetic_market, EngineConfig(), n_envs=2, phase=3, seed=0)
+    env = AdvisedVecEnv(venv, raw_inputs, advisor, QueryScheduleConfig(query_interval=50), mode="async",
+                        worker=worker, max_advice_age=20)
+    try:
+        obs = env.reset()
+        assert env.telemetry.queued == 2 and not obs[:, ADVICE_PRESENT].any()  # misses: nothing yet
+        assert worker.drain(30)
+        obs, _, done, _ = env.step(np.zeros(2, dtype=int))
+        assert not done.any()
+        assert (obs[:, ADVICE_PRESENT] == 1).all() and env.telemetry.answers == 2
+        np.testing.assert_allclose(obs[:, ADVICE_PROBABILITIES].sum(axis=1), 1.0, atol=1e-6)
+    finally:
+        worker.close()
+    assert not worker._thread.is_alive()
+
+
+# -- the fused policy ------------------------------------------------------------------------
+def test_a_fresh_hybrid_without_advice_acts_exactly_as_phase2(synthetic_market, raw_inputs, phase2_model):
+    env = advised(synthetic_market, raw_inputs)
+    model = phase3_from_phase2(phase2_model, env, llm_weight=0.4, n_steps=32, batch_size=32, seed=2)
+    obs = np.zeros((1000, HYBRID_DIM), dtype=np.float32)
+    obs[:, :PHASE3_DIM] = np.random.default_rng(0).normal(scale=3.0, size=(1000, PHASE3_DIM))
+    obs = torch.as_tensor(obs)
+    with torch.no_grad():
+        p2 = phase2_model.policy.get_distribution(obs[:, :228]).distribution.probs
+        p3 = model.policy.get_distribution(obs).distribution.probs
+    torch.testing.assert_close(p3, p2, rtol=0, atol=1e-6)
+
+
+def test_the_stored_log_probability_is_the_fused_distributions(synthetic_market, raw_inputs, phase2_model):
+    w = 0.4
+    env = advised(synthetic_market, raw_inputs, ScriptedAdvisor(Action.SELL), n_envs=2, query_interval=2,
+                  query_cooldown=0)
+    model = phase3_from_phase2(phase2_model, env, llm_weight=w, n_steps=32, batch_size=32, seed=2)
+    env.attach_policy(model.policy)
+    _, callback = model._setup_learn(32, callback=None)
+    model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=32)
+    buffer = model.rollout_buffer
+    obs = torch.as_tensor(buffer.observations.reshape(-1, HYBRID_DIM))
+    masks = buffer.action_masks.reshape(-1, N_ACTIONS).astype(bool)
+    actions = buffer.actions.reshape(-1).astype(int)
+    with torch.no_grad():
+        policy = model.policy
+        rl = torch.softmax(policy.action_net(policy.mlp_extractor.forward_actor(policy.extract_features(obs))),
+                           dim=-1).numpy().astype(np.float64)
+    present = obs[:, ADVICE_PRESENT].numpy()[:, None]
+    advice = obs[:, ADVICE_PROBABILITIES].numpy().astype(np.float64)
+    fused = (1 - w * present) * rl + w * present * advice
+    fused = np.where(masks, fused, 0.0)
+    fused /= fused.sum(axis=1, keepdims=True)
+    expected = np.log(fused[np.arange(len(actions)), actions])
+    np.testing.assert_allclose(buffer.log_probs.reshape(-1), expected, atol=1e-5)
+    assert present.mean() > 0.3  # the check covers steps with advice ...
+    rl_masked = np.where(masks, rl, 0.0) / np.where(masks, rl, 0.0).sum(axis=1, keepdims=True)
+    assert np.abs(np.log(rl_masked[np.arange(len(actions)), actions]) - expected).max() > 1e-3  # ... where it matters
+
+
+def test_a_learned_llm_weight_is_in_the_optimizer(synthetic_market, raw_inputs, phase2_model):
+    env = advised(synthetic_market, raw_inputs, ScriptedAdvisor())
+    model = phase3_from_phase2(phase2_model, env, llm_weight=0.3, learn_llm_weight=True, n_steps=32,
+                               batch_size=32, seed=2)
+    env.attach_policy(model.policy)
+    theta = model.policy.llm_weight_logit
+    assert any(theta is p for group in model.policy.optimizer.param_groups for p in group["params"])
+    assert float(model.policy.llm_weight()) == pytest.approx(0.3, abs=1e-6)
+    start = theta.detach().clone()
+    model.learn(64)
+    assert not torch.equal(theta.detach(), start)
+
+
+# -- warm-up ------------------------------------------------------------------------------------
+def test_warm_up_trains_the_adapter_alone_then_everything(synthetic_market, raw_inputs, phase2_model):
+    env = advised(synthetic_market, raw_inputs, ScriptedAdvisor())
+    model = phase3_from_phase2(phase2_model, env, n_steps=32, batch_size=32, n_epochs=2, seed=2,
+                               learning_rate=1e-3)
+    env.attach_policy(model.policy)
+    adapter = model.policy.features_extractor.linear.weight
+    phase2_layer = model.policy.mlp_extractor.policy_net[0].weight
+    warmup = WarmupCallback(64)
+    start_adapter, start_layer = adapter.detach().clone(), phase2_layer.detach().clone()
+    model.learn(64, callback=warmup)  # one rollout of 2 x 32 steps, begun inside the warm-up
+    assert warmup.active and warmup.unfrozen_at is None
+    assert [u["adapter_only"] for u in warmup.updates] == [True]
+    assert not torch.equal(adapter.detach(), start_adapter)
+    assert torch.equal(phase2_layer.detach(), start_layer)  # the warm-up update left Phase 2 alone
+    assert warmup.counts["warmup"] == adapter.numel() + adapter.shape[0]  # weight + bias
+    mid_adapter = adapter.detach().clone()
+    after = WarmupCallback(64)
+    model.learn(64, callback=after, reset_num_timesteps=False)
+    assert [u["adapter_only"] for u in after.updates] == [False]
+    assert after.counts["total"] == sum(p.numel() for p in model.policy.parameters())
+    assert not torch.equal(phase2_layer.detach(), start_layer)  # after the warm-up both train
+    assert not torch.equal(adapter.detach(), mid_adapter)
+
+
+def test_the_unfreeze_happens_inside_one_run_and_is_recorded(synthetic_market, raw_inputs, phase2_model):
+    env = advised(synthetic_market, raw_inputs, ScriptedAdvisor())
+    model = phase3_from_phase2(phase2_model, env, n_steps=32, batch_size=32, n_epochs=1, seed=2)
+    env.attach_policy(model.policy)
+    warmup = WarmupCallback(100)  # rollouts begin at 0, 64 (warm-up), 128 and 192 (all weights)
+    model.learn(256, callback=warmup)
+    assert warmup.unfrozen_at == 128 and warmup.warmup_env_steps == 128
+    assert [u["adapter_only"] for u in warmup.updates] == [True, True, False, False]
+    assert all("train/approx_kl" in u for u in warmup.updates)
+    assert warmup.counts["after_unfreeze"] == warmup.counts["total"] > warmup.counts["warmup"]
+
+
+def test_a_warm_up_not_shorter_than_the_run_is_rejected_by_the_config():
+    ppo = PPOConfig(n_steps=32, batch_size=32, n_envs=2, total_timesteps=81_920)
+    with pytest.raises(ValueError, match=r"adapter_warmup_steps \(100,000\) is not shorter than the run"):
+        Phase3Config(ppo=ppo, adapter_warmup_steps=100_000)
+    with pytest.raises(ValueError, match="llm_weight"):
+        Phase3Config(ppo=ppo, adapter_warmup_steps=1_000, llm_weight=1.0)
+    assert Phase3Config(ppo=ppo, adapter_warmup_steps=10_000).adapter_warmup_steps == 10_000
+
+
+def test_telemetry_rates_follow_their_definitions():
+    t = AdvisorTelemetry(steps=100, queries=20, cache_hits=15, queued=5, answers=16, confidence_sum=8.0,
+                         disagreements=4, advice_steps=60, overrides=3, advisor_ms=50.0)
+    rates = t.rates()
+    assert rates == {"query_rate": 0.2, "cache_hit_rate": 0.75, "mean_confidence": 0.5, "disagreement_rate": 0.25,
+                     "agreement_rate": 0.75, "advice_coverage": 0.6, "override_rate": 0.03,
+                     "advisor_ms_per_step": 0.5}
