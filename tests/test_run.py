@@ -51,7 +51,8 @@ def test_registry_lists_every_pipeline(project):
 
 
 def test_kedro_run_test_env_writes_bars_report_and_mlflow_run(project):
-    _kedro(project, "run", "--env", "test")
+    proc = _kedro(project, "run", "--env", "test")
+    assert "terminate called" not in proc.stdout + proc.stderr  # the first attempt aborted on exit
     bars = pd.read_parquet(project / "data/02_intermediate/clean_bars.parquet")
     assert len(bars) == 6 * 510
     report = json.loads((project / "data/08_reporting/data_quality_report.json").read_text())
@@ -70,6 +71,36 @@ def test_kedro_run_test_env_writes_bars_report_and_mlflow_run(project):
     assert (project / "data/06_models/llm_advice_cache.parquet").exists()
     responses = pd.read_parquet(project / "data/08_reporting/advisor_responses.parquet")
     assert len(responses) == 4 and not responses["cache_hit"].any()
+    # Phase 3: trained, evaluated, registered, and its health report written (a tiny run misses targets).
+    summary = json.loads((project / "data/06_models/phase3_training_summary.json").read_text())
+    assert summary["num_timesteps"] == 512 and summary["clean_exit"] is True
+    assert summary["warmup"]["unfrozen_at"] == 128 and summary["telemetry"]["queries"] > 0
+    health = json.loads((project / "data/08_reporting/phase3_health_report.json").read_text())
+    assert [row["metric"] for row in health["rows"]][:3] == ["approx_kl", "clip_fraction", "explained_variance"]
+    assert next(r for r in health["rows"] if r["metric"] == "clean_exit")["passed"]
+    assert "| clean_exit | no | yes | yes | PASS |" in (project / "data/08_reporting/phase3_health_report.md").read_text()
+    assert json.loads((project / "data/07_model_output/phase3_registration.json").read_text())["version"] == "1"
+    assert list(project.glob("mlruns/*/*/artifacts/phase3_health_report.md"))
+
+
+def test_phase3_alone_reruns_training_and_fails_on_missed_targets_when_asked(project):
+    proc = subprocess.run([*KEDRO, "run", "--env", "test", "--pipelines=phase3",
+                           "--params=phase3.health.fail_on_miss=true"], cwd=project, capture_output=True, text=True,
+                          env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert proc.returncode != 0 and "Phase 3 health targets missed" in proc.stdout + proc.stderr
+    assert "terminate called" not in proc.stdout + proc.stderr
+    assert (project / "data/08_reporting/phase3_health_report.md").exists()  # written before the check failed
+
+
+def test_phase3_without_a_phase2_policy_says_to_run_phase2(tmp_path, project):
+    (project / "data/06_models/phase2_best_policy.zip").rename(tmp_path / "kept.zip")
+    try:
+        proc = subprocess.run([*KEDRO, "run", "--env", "test", "--pipeline=phase3"], cwd=project,
+                              capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"})
+    finally:
+        (tmp_path / "kept.zip").rename(project / "data/06_models/phase2_best_policy.zip")
+    assert proc.returncode != 0 and "run `kedro run --pipelines=phase2` first" in proc.stdout + proc.stderr
 
 
 def test_evaluation_node_reruns_alone_from_the_stored_policy(project):

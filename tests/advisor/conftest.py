@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 
 def up_state(**overrides):

@@ -80,7 +80,7 @@ def test_cache_hits_skip_the_model_miss_on_a_new_template_and_survive_a_restart(
     entry = restarted.cache.get(next(iter(restarted.cache._entries)))
     assert not entry[0].flags.writeable
 
-    new_version = PromptBuilder(PromptTemplate("v2", builder.template.prefix, builder.template.state), builder.buckets)
+    new_version = PromptBuilder(PromptTemplate(builder.template.version + "-next", builder.template.prefix, builder.template.state), builder.buckets)
     other = Advisor(CountingBackend(tiny_backend), new_version, AdvisorConfig(), AdviceCache(path))
     assert not other.advise([up_state()], FLAT_MASK[None]).cache_hit[0]
 

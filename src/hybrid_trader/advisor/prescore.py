@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from hybrid_trader.advisor.advisor import Advisor
 from hybrid_trader.env.actions import N_ACTIONS, Action
@@ -34,11 +35,12 @@ def flat_states(bar_features: pd.DataFrame, drawdown_limit: float) -> list[dict[
 
 
 def prescore(advisor: Advisor, states: list[dict[str, Any]], batch_size: int = 16,
-             max_prompts: int | None = None) -> dict[str, Any]:
+             max_prompts: int | None = None, torch_threads: int | None = None) -> dict[str, Any]:
     """Score the distinct flat-account prompts of ``states`` into the advisor's cache.
 
     Prompts already in the cache are skipped; at most ``max_prompts`` new ones are scored,
-    so repeated runs extend the cache.
+    so repeated runs extend the cache. ``torch_threads`` (e.g. every core: nothing else runs
+    meanwhile) applies while scoring; the previous setting is restored after.
 
     Returns:
         ``states`` (inputs), ``distinct_prompts``, ``already_cached`` (distinct prompts
@@ -56,10 +58,16 @@ def prescore(advisor: Advisor, states: list[dict[str, Any]], batch_size: int = 1
         todo = todo[:max_prompts]
     start = time.perf_counter()
     before_model = advisor.stats.model_queries
-    for i in range(0, len(todo), batch_size):
-        chunk = todo[i: i + batch_size]
-        advisor.advise(chunk, np.repeat(mask[None], len(chunk), axis=0))
-    advisor.close()
+    threads = torch.get_num_threads()
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
+    try:
+        for i in range(0, len(todo), batch_size):
+            chunk = todo[i: i + batch_size]
+            advisor.advise(chunk, np.repeat(mask[None], len(chunk), axis=0))
+    finally:
+        torch.set_num_threads(threads)
+        advisor.close()
     return {
         "states": len(states),
         "distinct_prompts": len(unique),

@@ -54,12 +54,14 @@ class ObservationAdapter(BaseFeaturesExtractor):
 
 
 def phase3_from_phase2(phase2: MaskablePPO, env: Any, *, llm_weight: float = 0.2, learn_llm_weight: bool = False,
-                       **ppo_kwargs: Any) -> MaskablePPO:
+                       critic_adapter: bool = False, **ppo_kwargs: Any) -> MaskablePPO:
     """A Phase 3 hybrid MaskablePPO over ``env`` whose networks are Phase 2's.
 
     ``env`` gives the hybrid observation (the 261 columns and the advisor's opinion,
     :data:`HYBRID_DIM`). ``ppo_kwargs`` are Phase 3's own hyperparameters: nothing is
     inherited from Phase 2 but the network shapes, which must match to copy the weights.
+    With ``critic_adapter`` the value network gets its own adapter (same initialisation),
+    trained by the value loss alone.
     """
     if env.observation_space.shape != (HYBRID_DIM,):
         raise ValueError(f"the hybrid policy observes {HYBRID_DIM} columns (261 + the advisor's opinion), "
@@ -71,11 +73,13 @@ def phase3_from_phase2(phase2: MaskablePPO, env: Any, *, llm_weight: float = 0.2
         policy_kwargs={"net_arch": phase2.policy.net_arch, "activation_fn": phase2.policy.activation_fn,
                        "features_extractor_class": ObservationAdapter,
                        "features_extractor_kwargs": {"input_dim": PHASE3_DIM},
+                       "share_features_extractor": not critic_adapter,
                        "llm_weight": llm_weight, "learn_llm_weight": learn_llm_weight},
         device="cpu", **ppo_kwargs,
     )
     # SB3 re-initialises every module orthogonally after building the policy: restore the identity.
-    model.policy.features_extractor.reset_to_identity()
+    for adapter in _adapters(model):
+        adapter.reset_to_identity()
     extractors = ("features_extractor", "pi_features_extractor", "vf_features_extractor")
     copied = {k: v for k, v in phase2.policy.state_dict().items() if not k.startswith(extractors)}
     missing, unexpected = model.policy.load_state_dict(copied, strict=False)
@@ -85,8 +89,15 @@ def phase3_from_phase2(phase2: MaskablePPO, env: Any, *, llm_weight: float = 0.2
     return model
 
 
+def _adapters(model: MaskablePPO) -> list[ObservationAdapter]:
+    policy = model.policy
+    if policy.share_features_extractor:
+        return [policy.features_extractor]
+    return [policy.pi_features_extractor, policy.vf_features_extractor]
+
+
 def _adapter_parameters(model: MaskablePPO) -> list[nn.Parameter]:
-    return list(model.policy.features_extractor.parameters())
+    return [p for adapter in _adapters(model) for p in adapter.parameters()]
 
 
 def trainable_parameters(model: MaskablePPO) -> int:

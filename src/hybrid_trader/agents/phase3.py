@@ -44,6 +44,7 @@ class Phase3Config:
             than ``ppo.total_timesteps``.
         llm_weight: ``w`` of the fusion ``(1 - w) pi_RL + w pi_LLM``, in [0, 1).
         learn_llm_weight: Learn ``w`` (as ``sigmoid(theta)``, starting at ``llm_weight``).
+        critic_adapter: Give the value network its own adapter (same initialisation).
         use_advisor: Ask the advisor at all (``False``: RL only, no queries).
         queries: When environments ask (:class:`QueryScheduleConfig`).
         query_mode: ``async`` (cache hits at once, misses answered by a background worker)
@@ -56,6 +57,7 @@ class Phase3Config:
     adapter_warmup_steps: int = 10_000
     llm_weight: float = 0.2
     learn_llm_weight: bool = False
+    critic_adapter: bool = True
     use_advisor: bool = True
     queries: QueryScheduleConfig = field(default_factory=QueryScheduleConfig)
     query_mode: str = "async"
@@ -77,6 +79,7 @@ class Phase3Config:
         batch = queries.pop("worker_batch_size")
         return cls(ppo=PPOConfig(**params["ppo"]), adapter_warmup_steps=int(params["adapter_warmup_steps"]),
                    llm_weight=float(params["llm_weight"]), learn_llm_weight=bool(params["learn_llm_weight"]),
+                   critic_adapter=bool(params.get("critic_adapter", True)),
                    use_advisor=bool(params["use_advisor"]), queries=QueryScheduleConfig(**queries),
                    query_mode=mode, max_advice_age=int(max_age), worker_batch_size=int(batch))
 
@@ -207,7 +210,8 @@ def train_phase3(
     """
     def build() -> MaskablePPO:
         return phase3_from_phase2(phase2, train_env, llm_weight=config.llm_weight,
-                                  learn_llm_weight=config.learn_llm_weight, **ppo_kwargs(config.ppo))
+                                  learn_llm_weight=config.learn_llm_weight, critic_adapter=config.critic_adapter,
+                                  **ppo_kwargs(config.ppo))
 
     def attach(model: MaskablePPO) -> None:
         train_env.attach_policy(model.policy)

@@ -44,7 +44,8 @@ def prepare_advisor(bar_features: pd.DataFrame, day_splits: pd.DataFrame, advice
     rows = bar_features.loc[bar_features["session_date"].isin(development)]
     states = flat_states(rows, environment_params["engine"]["drawdown_limit"])
     settings = advisor_params["prescore"]
-    counts = prescore(advisor, states, batch_size=settings["batch_size"], max_prompts=settings["max_prompts"])
+    counts = prescore(advisor, states, batch_size=settings["batch_size"], max_prompts=settings["max_prompts"],
+                      torch_threads=settings.get("torch_threads"))
     report = {
         "model": advisor.backend.identity,
         "device": advisor.backend.device,
