@@ -197,6 +197,24 @@ def test_a_fresh_hybrid_without_advice_acts_exactly_as_phase2(synthetic_market, 
     torch.testing.assert_close(p3, p2, rtol=0, atol=1e-6)
 
 
+def test_a_separate_critic_adapter_also_starts_as_the_identity(synthetic_market, raw_inputs, phase2_model):
+    from hybrid_trader.agents.adapter import set_adapter_only
+
+    env = advised(synthetic_market, raw_inputs)
+    model = phase3_from_phase2(phase2_model, env, critic_adapter=True, n_steps=32, batch_size=32, seed=2)
+    obs = np.zeros((500, HYBRID_DIM), dtype=np.float32)
+    obs[:, :PHASE3_DIM] = np.random.default_rng(1).normal(scale=3.0, size=(500, PHASE3_DIM))
+    obs = torch.as_tensor(obs)
+    with torch.no_grad():
+        torch.testing.assert_close(model.policy.predict_values(obs), phase2_model.policy.predict_values(obs[:, :228]),
+                                   rtol=0, atol=1e-5)
+        torch.testing.assert_close(model.policy.get_distribution(obs).distribution.probs,
+                                   phase2_model.policy.get_distribution(obs[:, :228]).distribution.probs,
+                                   rtol=0, atol=1e-6)
+    adapter_size = 261 * 228 + 228
+    assert set_adapter_only(model, True)[1] == 2 * adapter_size  # the actor's and the critic's adapters
+
+
 def test_the_stored_log_probability_is_the_fused_distributions(synthetic_market, raw_inputs, phase2_model):
     w = 0.4
     env = advised(synthetic_market, raw_inputs, ScriptedAdvisor(Action.SELL), n_envs=2, query_interval=2,

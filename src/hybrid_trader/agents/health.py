@@ -14,7 +14,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["HealthMetric", "METRICS", "measure", "health_report", "render_markdown", "HealthCheckFailed"]
+__all__ = ["HealthMetric", "METRICS", "measure", "health_report", "health_notes", "render_markdown",
+           "HealthCheckFailed"]
 
 
 class HealthCheckFailed(RuntimeError):
@@ -146,6 +147,29 @@ def health_report(values: Mapping[str, Any]) -> dict[str, Any]:
                      "target": metric.target, "passed": metric.passes(value), "definition": metric.definition})
     return {"rows": rows, "all_passed": all(r["passed"] for r in rows),
             "failed": [r["metric"] for r in rows if not r["passed"]]}
+
+
+def health_notes(summary: Mapping[str, Any], evaluation: Mapping[str, Any]) -> list[str]:
+    """Context for reading the report: what drove the query rate, the spread of the explained
+    variance over updates, and how precise the overfitting gap is."""
+    notes = []
+    triggers = summary.get("query_triggers") or {}
+    steps = summary["telemetry"]["steps"]
+    if triggers and steps:
+        parts = ", ".join(f"{name.replace('_', ' ')} {100 * count / steps:.1f}%" for name, count in triggers.items())
+        notes.append(f"Queries by first trigger, as a share of steps: {parts}.")
+    variance = [u["train/explained_variance"] for u in summary.get("updates", [])
+                if not u["adapter_only"] and "train/explained_variance" in u]
+    if variance:
+        notes.append(f"explained_variance over the {len(variance)} full updates: min {min(variance):.2f}, "
+                     f"median {float(np.median(variance)):.2f}, max {max(variance):.2f}.")
+    gap = evaluation.get("overfitting_gap", {})
+    if "gap_standard_error" in gap:
+        notes.append(f"overfitting_gap {gap['gap']:.2f} +/- {gap['gap_standard_error']:.2f} (standard error) over "
+                     f"{gap['train_sessions']} train and {gap['validation_sessions']} validation sessions: "
+                     f"mean net P&L ${gap['train_mean_net_pnl']:,.0f} (train) vs "
+                     f"${gap['validation_mean_net_pnl']:,.0f} (validation) per session.")
+    return notes
 
 
 def _cell(value: Any) -> str:

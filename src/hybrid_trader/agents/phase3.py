@@ -253,12 +253,17 @@ def backtest_hybrid(model: MaskablePPO, env: AdvisedVecEnv, llm_weight: float | 
 
 def overfitting_gap(model: MaskablePPO, train_env: AdvisedVecEnv, validation_env: AdvisedVecEnv) -> dict[str, Any]:
     """Mean episode reward on train sessions minus on validation sessions (the environments
-    should hold the same number of sessions), with both means and session counts."""
+    should hold the same number of sessions), with both means, the session counts and the
+    gap's standard error ``sqrt(s_train^2 / n_train + s_validation^2 / n_validation)``
+    (sample standard deviations of the sessions' rewards)."""
     train = backtest_hybrid(model, train_env)
     validation = backtest_hybrid(model, validation_env)
+    standard_error = float(np.sqrt(train["reward"].var(ddof=1) / len(train)
+                                   + validation["reward"].var(ddof=1) / len(validation)))
     return {"train_mean_reward": float(train["reward"].mean()),
             "validation_mean_reward": float(validation["reward"].mean()),
             "train_sessions": int(len(train)), "validation_sessions": int(len(validation)),
             "train_mean_net_pnl": float(train["net_pnl"].mean()),
             "validation_mean_net_pnl": float(validation["net_pnl"].mean()),
-            "gap": float(train["reward"].mean() - validation["reward"].mean())}
+            "gap": float(train["reward"].mean() - validation["reward"].mean()),
+            "gap_standard_error": standard_error}

@@ -17,7 +17,7 @@ from hybrid_trader.advisor.cache import AdviceCache
 from hybrid_trader.advisor.prescore import flat_states, prescore
 from hybrid_trader.advisor.worker import AsyncAdvisor
 from hybrid_trader.agents.backtest import summarize
-from hybrid_trader.agents.health import HealthCheckFailed, health_report, measure, render_markdown
+from hybrid_trader.agents.health import HealthCheckFailed, health_notes, health_report, measure, render_markdown
 from hybrid_trader.agents.phase3 import (
     Phase3Config, backtest_hybrid, make_advised_env, overfitting_gap, train_phase3,
 )
@@ -233,7 +233,7 @@ def write_phase3_health_report(
         logger.log(logging.INFO if row["passed"] else logging.WARNING, "health %-18s %12s  target %-11s %s",
                    row["metric"], "n/a" if row["this_run"] is None else f"{row['this_run']:.4g}", row["target"],
                    "PASS" if row["passed"] else "FAIL")
-    return report, render_markdown(report), metrics
+    return report, render_markdown(report, health_notes(summary, phase3_evaluation)), metrics
 
 
 def check_phase3_health(phase3_health_report: dict[str, Any], phase3_params: dict[str, Any]) -> None:
