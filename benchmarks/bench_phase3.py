@@ -30,10 +30,9 @@ from sb3_contrib import MaskablePPO
 
 from hybrid_trader.advisor.advisor import Advisor
 from hybrid_trader.advisor.cache import AdviceCache
-from hybrid_trader.advisor.worker import AsyncAdvisor
 from hybrid_trader.agents.adapter import phase3_from_phase2
 from hybrid_trader.agents.phase2 import ppo_kwargs
-from hybrid_trader.agents.phase3 import Phase3Config, make_advised_env
+from hybrid_trader.agents.phase3 import Phase3Config, make_advised_env, start_worker
 from hybrid_trader.markets import CONTRACTS
 
 PROJECT_CACHE = "data/06_models/llm_advice_cache.parquet"  # the advice_cache catalog entry
@@ -55,6 +54,7 @@ def train_speed(config: Phase3Config, phase2: MaskablePPO, frames: tuple, enviro
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=16384)
+    parser.add_argument("--workers", default="process,thread", help="worker kinds to time, comma-separated")
     args = parser.parse_args()
     torch.set_num_threads(1)
     params = OmegaConf.to_container(OmegaConf.load("conf/base/parameters_phase3.yml"))["phase3"]
@@ -70,28 +70,27 @@ def main() -> None:
     phase2 = MaskablePPO.load("data/06_models/phase2_best_policy.zip", device="cpu")
 
     baseline, _ = train_speed(without, phase2, frames, environment, None, None, args.steps)
-    with tempfile.TemporaryDirectory() as tmp:
-        cache_file = Path(tmp) / "cache.parquet"
-        if Path(PROJECT_CACHE).exists():
-            shutil.copy(PROJECT_CACHE, cache_file)
-        advisor = Advisor.from_params(advisor_params, cache=AdviceCache(cache_file))
-        torch.set_num_threads(1)
-        worker = AsyncAdvisor(advisor, batch_size=with_advisor.worker_batch_size)
-        try:
-            advised, figures = train_speed(with_advisor, phase2, frames, environment, advisor, worker, args.steps)
-        finally:
-            worker.close()
-        cache_entries = len(advisor.cache)
-    print(f"Phase 3 MaskablePPO, {with_advisor.ppo.n_envs} envs, {args.steps} steps, 1 torch thread, "
-          f"advisor {advisor.backend.identity} ({with_advisor.query_mode}), cache {cache_entries} answers")
-    print(f"  llm_weight 0, no queries       : {baseline:8,.0f} steps/s")
-    print(f"  llm_weight {with_advisor.llm_weight}, default queries: {advised:8,.0f} steps/s")
-    print(f"  advisor's share of training time: {100 * (1 - advised / baseline):6.1f}%  (target < 25%)")
-    print(f"  query rate {100 * figures['query_rate']:.1f}%, cache hits {100 * figures['cache_hit_rate']:.0f}%, "
-          f"advice on {100 * figures['advice_coverage']:.0f}% of steps, "
-          f"{figures['advisor_ms_per_step']:.3f} ms/step in the advisor, {figures['queued']} misses to the worker, "
-          f"worker answered {worker.answered}")
-
+    print(f"Phase 3 MaskablePPO, {with_advisor.ppo.n_envs} envs, {args.steps} steps, 1 torch thread; "
+          f"advisor {with_advisor.query_mode}, llm_weight {with_advisor.llm_weight}")
+    print(f"  llm_weight 0, no queries: {baseline:8,.0f} steps/s")
+    for kind in args.workers.split(","):
+        config = dataclasses.replace(with_advisor, worker=kind)
+        with tempfile.TemporaryDirectory() as tmp:
+            cache_file = Path(tmp) / "cache.parquet"
+            if Path(PROJECT_CACHE).exists():
+                shutil.copy(PROJECT_CACHE, cache_file)  # a copy: the project's cache is left as it was
+            advisor = Advisor.from_params(advisor_params, cache=AdviceCache(cache_file))
+            torch.set_num_threads(1)
+            worker = start_worker(config, advisor, advisor_params)
+            try:
+                advised, figures = train_speed(config, phase2, frames, environment, advisor, worker, args.steps)
+            finally:
+                worker.close()
+        print(f"  default queries, {kind:7s} worker: {advised:8,.0f} steps/s; advisor's share of training time "
+              f"{100 * (1 - advised / baseline):5.1f}% (target < 25%)")
+        print(f"      query rate {100 * figures['query_rate']:.1f}%, cache hits {100 * figures['cache_hit_rate']:.0f}%, "
+              f"advice on {100 * figures['advice_coverage']:.0f}% of steps, {figures['advisor_ms_per_step']:.3f} ms/step "
+              f"in the advisor, {figures['queued']} misses to the worker, {worker.answered} answered")
 
 if __name__ == "__main__":
     main()

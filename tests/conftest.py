@@ -61,10 +61,15 @@ def builder(advisor_params):
 
 
 @pytest.fixture(scope="session")
-def real_backend(tmp_path_factory):
-    """The real default model (SmolLM2-135M-Instruct), loaded offline; converted once per session."""
-    cache = tmp_path_factory.mktemp("llm")
-    return TransformersBackend.load(BackendConfig(cache_dir=str(cache), torch_threads=1))
+def llm_cache_dir(tmp_path_factory):
+    """Where the real default model is converted, once per session."""
+    return tmp_path_factory.mktemp("llm")
+
+
+@pytest.fixture(scope="session")
+def real_backend(llm_cache_dir):
+    """The real default model (SmolLM2-135M-Instruct), loaded offline."""
+    return TransformersBackend.load(BackendConfig(cache_dir=str(llm_cache_dir), torch_threads=1))
 
 
 @pytest.fixture(scope="session")

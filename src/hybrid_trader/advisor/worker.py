@@ -1,4 +1,11 @@
-"""Advice served by a background thread, so a training step never waits for the model.
+"""Advice served in the background, so a training step never waits for the model.
+
+Two workers with one interface (``submit``, ``latest``, ``waiting``, ``drain``,
+``close``, counters ``submitted``, ``superseded``, ``answered``):
+:class:`AsyncAdvisor` runs the model on a thread of this process;
+:class:`ProcessAdvisor` runs it in a child process, so the model's Python work
+does not compete with training for this process's interpreter lock (on this
+2-core machine a thread worker slowed training by about a third).
 
 :meth:`AsyncAdvisor.submit` records one query per environment; a newer query
 from the same environment replaces one still waiting (counted in
@@ -15,6 +22,8 @@ advisor, so garbage collection alone does not stop it.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import queue
 import threading
 import time
 from typing import Any, Mapping, Sequence
@@ -24,7 +33,7 @@ import numpy as np
 from hybrid_trader.advisor.advisor import Advisor
 from hybrid_trader.env.actions import N_ACTIONS
 
-__all__ = ["AsyncAdvisor"]
+__all__ = ["AsyncAdvisor", "ProcessAdvisor"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +96,10 @@ class AsyncAdvisor:
             time.sleep(0.005)
         return not self.waiting
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def _serve(self) -> None:
         while True:
             with self._work:
@@ -123,3 +136,172 @@ class AsyncAdvisor:
                 return
         self._stop.set()
         self.advisor.close()
+
+
+def _serve_in_process(advisor_params: dict[str, Any], requests: Any, results: Any, batch_size: int) -> None:
+    """The child: build its own advisor (no cache: the parent keeps the cache), then answer the
+    newest waiting query of each environment, oldest first, in batches, until a ``None`` request."""
+    try:
+        advisor = Advisor.from_params(advisor_params)
+    except Exception as error:  # reported to the parent, which switches the advisor off
+        results.put(("error", f"{type(error).__name__}: {error}"))
+        return
+    results.put(("ready", advisor.backend.identity))
+    pending: dict[int, tuple[Any, np.ndarray, int]] = {}
+    superseded = 0
+    while True:
+        block = not pending
+        while True:
+            try:
+                item = requests.get(timeout=0.1) if block else requests.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                return
+            block = False
+            for state, mask, env, step in item:
+                superseded += int(env in pending)
+                pending.pop(env, None)
+                pending[env] = (state, mask, step)
+        if not pending:
+            continue
+        envs = list(pending)[:batch_size]
+        batch = [(env, *pending.pop(env)) for env in envs]
+        masks = np.stack([b[2] for b in batch])
+        advice = advisor.advise([b[1] for b in batch], masks, envs)
+        allowed = [tuple(int(a) for a in np.flatnonzero(m)) for m in masks]
+        answers = [(env, step, advice.prompts[i], allowed[i], advice.probabilities[i], float(advice.confidence[i]))
+                   for i, (env, _, _, step) in enumerate(batch) if advice.has_advice[i]]
+        responses = advisor.responses().to_dict("records") if advisor.save_responses else []
+        advisor._responses.clear()
+        stats = advisor.stats
+        results.put(("answers", answers, responses, superseded, len(batch),
+                     {"failures": stats.failures, "abstentions": stats.abstentions, "model_queries": stats.model_queries,
+                      "model_ms": stats.model_ms, "disabled": stats.disabled}))
+
+
+class ProcessAdvisor:
+    """The model in a child process (spawned, so no state is shared); answers come back to this
+    process, go into ``advisor``'s cache (persisted by :meth:`close`) and, with
+    ``save_llm_responses``, its responses. The child's failure counters are mirrored into
+    ``advisor.stats``; a child that cannot load the model or dies switches the advisor off.
+
+    Args:
+        advisor: This process's advisor (its cache and statistics; it answers cache hits).
+        advisor_params: The ``advisor`` parameters the child builds its own advisor from.
+        batch_size: Largest batch the child sends to the model.
+        start_timeout: Seconds to wait for the child's model to load.
+    """
+
+    def __init__(self, advisor: Advisor, advisor_params: Mapping[str, Any], batch_size: int = 16,
+                 start_timeout: float = 300.0) -> None:
+        self.advisor = advisor
+        context = multiprocessing.get_context("spawn")
+        self._requests = context.Queue()
+        self._results = context.Queue()
+        self._answers: dict[int, tuple[int, np.ndarray, float]] = {}
+        self._in_flight = 0
+        self.submitted = self.superseded = self.answered = 0
+        self._closed = False
+        self._process = context.Process(target=_serve_in_process, name="advisor-worker",
+                                        args=(dict(advisor_params), self._requests, self._results, batch_size),
+                                        daemon=True)
+        self._process.start()
+        try:
+            kind, detail = self._results.get(timeout=start_timeout)
+        except queue.Empty:
+            kind, detail = "error", f"the worker's model did not load within {start_timeout:.0f} s"
+        if kind != "ready":
+            self._switch_off(f"advisor worker unavailable: {detail}")
+
+    def _switch_off(self, message: str) -> None:
+        logger.error("%s; the policy acts without the advisor's misses", message)
+        self.advisor.stats.failures += 1
+        self.advisor.stats.disabled = True
+        self._closed = True
+
+    def submit(self, states: Sequence[Mapping[str, Any]], masks: np.ndarray, env_ids: Sequence[int],
+               step: int) -> bool:
+        """Send one query per environment, asked at ``step``; ``False`` once closed or off."""
+        if self._closed:
+            return False
+        if not self._process.is_alive():
+            self._switch_off("advisor worker process died")
+            return False
+        masks = np.asarray(masks, dtype=bool)
+        self._requests.put([(dict(state), mask, int(env), int(step))
+                            for state, mask, env in zip(states, masks, env_ids)])
+        self.submitted += len(env_ids)
+        self._in_flight += len(env_ids)
+        return True
+
+    def _collect(self) -> None:
+        while True:
+            try:
+                message = self._results.get_nowait()
+            except (queue.Empty, EOFError, OSError):
+                return
+            if message[0] != "answers":
+                continue
+            _, answers, responses, superseded, processed, stats = message
+            for env, step, text, allowed, probabilities, confidence in answers:
+                if env not in self._answers or self._answers[env][0] <= step:
+                    self._answers[env] = (step, probabilities, confidence)
+                if text is not None:
+                    self.advisor.cache.put(self.advisor._key(text, allowed), probabilities, confidence)
+            self.answered += len(answers)
+            self._in_flight = max(0, self._in_flight - processed - (superseded - self.superseded))
+            self.superseded = superseded
+            self.advisor._responses.extend(responses)
+            own = self.advisor.stats
+            own.failures, own.abstentions = stats["failures"], stats["abstentions"]
+            own.model_queries, own.model_ms = stats["model_queries"], stats["model_ms"]
+            own.disabled = own.disabled or stats["disabled"]
+
+    @property
+    def waiting(self) -> int:
+        """Queries sent and neither answered nor superseded yet (an upper bound: failed ones count)."""
+        self._collect()
+        return self._in_flight if self._process.is_alive() else 0
+
+    def latest(self, env_ids: Sequence[int], step: int, max_age: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """As :meth:`AsyncAdvisor.latest`."""
+        self._collect()
+        n = len(env_ids)
+        probabilities, confidence = np.full((n, N_ACTIONS), np.nan), np.full(n, np.nan)
+        age = np.full(n, -1, dtype=np.int64)
+        for i, env in enumerate(env_ids):
+            answer = self._answers.get(int(env))
+            if answer is not None and 0 <= step - answer[0] <= max_age:
+                age[i], probabilities[i], confidence[i] = step - answer[0], answer[1], answer[2]
+        return probabilities, confidence, age
+
+    def drain(self, timeout: float = 60.0) -> bool:
+        """Wait until every sent query is answered or superseded; ``False`` on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.waiting and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self.waiting
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the child (after the batch in hand), collect its last answers, persist the cache."""
+        if self._process.is_alive():
+            try:
+                self._requests.put(None)
+            except (ValueError, OSError):
+                pass
+            self._process.join(timeout)
+            if self._process.is_alive():
+                logger.error("advisor worker process did not stop within %.0f s; terminating it", timeout)
+                self._process.terminate()
+                self._process.join(5)
+        self._collect()
+        self._closed = True
+        for channel in (self._requests, self._results):
+            channel.close()
+            channel.join_thread()
+        self.advisor.close()
+
+    @property
+    def alive(self) -> bool:
+        return self._process.is_alive()

@@ -21,6 +21,7 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
 
 from hybrid_trader.advisor.schedule import QueryScheduleConfig
+from hybrid_trader.advisor.worker import AsyncAdvisor, ProcessAdvisor
 from hybrid_trader.agents.adapter import phase3_from_phase2, set_adapter_only, trainable_parameters, validate_warmup
 from hybrid_trader.agents.advised_env import AdvisedVecEnv, AdvisorTelemetry, advisor_market_inputs
 from hybrid_trader.agents.backtest import run_backtest, sb3_policy
@@ -28,7 +29,7 @@ from hybrid_trader.env.factory import make_vec_env, market_for_split, split_days
 from hybrid_trader.markets import ContractSpec
 from hybrid_trader.agents.phase2 import PPOConfig, TrainingResult, ppo_kwargs, train_masked_ppo
 
-__all__ = ["Phase3Config", "WarmupCallback", "AdvisorTelemetryCallback", "train_phase3", "make_advised_env",
+__all__ = ["Phase3Config", "start_worker", "WarmupCallback", "AdvisorTelemetryCallback", "train_phase3", "make_advised_env",
            "backtest_hybrid", "overfitting_gap"]
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Phase3Config:
             or ``sync`` (each step waits for the model).
         max_advice_age: Bars after which an opinion is dropped.
         worker_batch_size: Largest batch the background worker sends to the model.
+        worker: ``process`` (the model in a child process) or ``thread``.
     """
 
     ppo: PPOConfig
@@ -63,6 +65,7 @@ class Phase3Config:
     query_mode: str = "async"
     max_advice_age: int = 10
     worker_batch_size: int = 16
+    worker: str = "process"
 
     def __post_init__(self) -> None:
         validate_warmup(self.adapter_warmup_steps, self.ppo.total_timesteps)
@@ -70,6 +73,8 @@ class Phase3Config:
             raise ValueError("phase3.llm_weight must be in [0, 1)")
         if self.query_mode not in ("sync", "async"):
             raise ValueError("phase3.advisor_queries.mode must be 'sync' or 'async'")
+        if self.worker not in ("process", "thread"):
+            raise ValueError("phase3.advisor_queries.worker must be 'process' or 'thread'")
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "Phase3Config":
@@ -77,14 +82,24 @@ class Phase3Config:
         mode = queries.pop("mode")
         max_age = queries.pop("max_advice_age")
         batch = queries.pop("worker_batch_size")
+        worker = queries.pop("worker", "process")
         return cls(ppo=PPOConfig(**params["ppo"]), adapter_warmup_steps=int(params["adapter_warmup_steps"]),
                    llm_weight=float(params["llm_weight"]), learn_llm_weight=bool(params["learn_llm_weight"]),
                    critic_adapter=bool(params.get("critic_adapter", True)),
                    use_advisor=bool(params["use_advisor"]), queries=QueryScheduleConfig(**queries),
-                   query_mode=mode, max_advice_age=int(max_age), worker_batch_size=int(batch))
+                   query_mode=mode, max_advice_age=int(max_age), worker_batch_size=int(batch), worker=worker)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def start_worker(config: Phase3Config, advisor: Any, advisor_params: Mapping[str, Any]) -> Any:
+    """The background worker ``config`` asks for (``None`` in ``sync`` mode)."""
+    if config.query_mode != "async":
+        return None
+    if config.worker == "process":
+        return ProcessAdvisor(advisor, advisor_params, batch_size=config.worker_batch_size)
+    return AsyncAdvisor(advisor, batch_size=config.worker_batch_size)
 
 
 class WarmupCallback(BaseCallback):

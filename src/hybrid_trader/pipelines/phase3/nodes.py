@@ -15,11 +15,11 @@ import pandas as pd
 from hybrid_trader.advisor.advisor import Advisor
 from hybrid_trader.advisor.cache import AdviceCache
 from hybrid_trader.advisor.prescore import flat_states, prescore
-from hybrid_trader.advisor.worker import AsyncAdvisor
+from hybrid_trader.advisor.worker import AsyncAdvisor, ProcessAdvisor
 from hybrid_trader.agents.backtest import summarize
 from hybrid_trader.agents.health import HealthCheckFailed, health_notes, health_report, measure, render_markdown
 from hybrid_trader.agents.phase3 import (
-    Phase3Config, backtest_hybrid, make_advised_env, overfitting_gap, train_phase3,
+    Phase3Config, backtest_hybrid, make_advised_env, overfitting_gap, start_worker, train_phase3,
 )
 from hybrid_trader.agents.registry import load_registered_sb3, register_policy
 from hybrid_trader.env.factory import split_days
@@ -77,11 +77,10 @@ def _advisor_and_worker(config: Phase3Config, advisor_params: dict[str, Any], ad
     if not config.use_advisor:
         return None, None
     advisor = Advisor.from_params(advisor_params, cache=advice_cache)
-    worker = AsyncAdvisor(advisor, batch_size=config.worker_batch_size) if config.query_mode == "async" else None
-    return advisor, worker
+    return advisor, start_worker(config, advisor, advisor_params)
 
 
-def _close(advisor: Advisor | None, worker: AsyncAdvisor | None, *envs: Any) -> bool:
+def _close(advisor: Advisor | None, worker: AsyncAdvisor | ProcessAdvisor | None, *envs: Any) -> bool:
     """Close everything; ``True`` when all closed without error."""
     clean = True
     for env in envs:
@@ -92,7 +91,7 @@ def _close(advisor: Advisor | None, worker: AsyncAdvisor | None, *envs: Any) -> 
             clean = False
     if worker is not None:
         worker.close()
-        clean &= not worker._thread.is_alive()
+        clean &= not worker.alive
     elif advisor is not None:
         advisor.close()
     return clean

@@ -1,0 +1,48 @@
+"""The advisor's model in a child process: answers come back into this process's cache."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from hybrid_trader.advisor.advisor import Advisor, AdvisorConfig
+from hybrid_trader.advisor.worker import ProcessAdvisor
+from tests.advisor.conftest import FLAT_MASK, LONG_MASK, mirrored, up_state
+
+
+def test_the_process_worker_answers_fills_the_cache_and_stops(advisor_params, llm_cache_dir, real_backend):
+    params = copy.deepcopy(advisor_params)
+    params["model"]["cache_dir"] = str(llm_cache_dir)  # converted once by real_backend
+    params["save_llm_responses"] = True
+    advisor = Advisor.from_params(params)
+    worker = ProcessAdvisor(advisor, params, batch_size=4)
+    try:
+        states = [up_state(), mirrored(up_state()), up_state(position_side=1, unrealized_pnl=300.0)]
+        masks = np.stack([FLAT_MASK, FLAT_MASK, LONG_MASK])
+        assert worker.submit(states, masks, [0, 1, 2], step=5)
+        assert worker.drain(120)
+        probabilities, confidence, age = worker.latest([0, 1, 2, 3], step=7, max_age=5)
+        assert age.tolist() == [2, 2, 2, -1]
+        np.testing.assert_allclose(probabilities[:3].sum(axis=1), 1.0, atol=1e-6)
+        assert (probabilities[2][~LONG_MASK] == 0).all()
+        # The answers are now cache hits here, equal to what this process's model says.
+        here = advisor.advise(states, masks, use_model=True)
+        assert here.cache_hit.all()
+        direct = Advisor(real_backend, advisor.builder, advisor.config).advise(states, masks)
+        np.testing.assert_allclose(here.probabilities, direct.probabilities, atol=1e-5)
+        assert worker.answered == 3 and len(advisor.responses()) >= 3
+    finally:
+        worker.close()
+    assert not worker.alive and not worker.submit(states, masks, [0, 1, 2], step=9)
+
+
+def test_a_worker_whose_model_cannot_load_switches_the_advisor_off(advisor_params, builder, tmp_path):
+    params = copy.deepcopy(advisor_params)
+    params["model"]["model_path"] = str(tmp_path / "no-such-model")
+    advisor = Advisor(None, builder, AdvisorConfig())  # this process's side needs no model here
+    worker = ProcessAdvisor(advisor, params, start_timeout=120)
+    assert advisor.stats.disabled and advisor.stats.failures == 1
+    assert not worker.submit([up_state()], FLAT_MASK[None], [0], step=0)
+    worker.close()
+    assert not worker.alive
