@@ -250,7 +250,7 @@ def test_a_learned_llm_weight_is_in_the_optimizer(synthetic_market, raw_inputs, 
     env.attach_policy(model.policy)
     theta = model.policy.llm_weight_logit
     assert any(theta is p for group in model.policy.optimizer.param_groups for p in group["params"])
-    assert float(model.policy.llm_weight()) == pytest.approx(0.3, abs=1e-6)
+    assert float(model.policy.llm_weight().detach()) == pytest.approx(0.3, abs=1e-6)
     start = theta.detach().clone()
     model.learn(64)
     assert not torch.equal(theta.detach(), start)

@@ -196,7 +196,7 @@ class AdvisorTelemetryCallback(BaseCallback):
             self.logger.record("advisor/disabled", float(advisor.stats.disabled))
         if self.env.worker is not None:
             self.logger.record("advisor/worker_waiting", float(self.env.worker.waiting))
-        weight = float(self.model.policy.llm_weight())
+        weight = float(self.model.policy.llm_weight().detach())
         self.logger.record("phase3/llm_weight", weight)
         logger.info("Phase 3 step %d: query rate %.1f%%, cache hits %.0f%%, advice on %.0f%% of steps, "
                     "confidence %.2f, disagreement %.0f%%, override %.1f%%, advisor %.2f ms/step, w %.2f",

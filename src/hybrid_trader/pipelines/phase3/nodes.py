@@ -147,7 +147,7 @@ def train_phase3_policy(
         "advisor_stats": dataclasses.asdict(advisor.stats) if advisor is not None else None,
         "worker": {"submitted": worker.submitted, "superseded": worker.superseded, "answered": worker.answered}
         if worker is not None else None,
-        "llm_weight": float(result.model.policy.llm_weight()),
+        "llm_weight": float(result.model.policy.llm_weight().detach()),
         "train_end_reasons": result.end_reasons,
         "episode_lengths": result.episode_lengths,
         "history": {k: v for k, v in result.history.items() if k.startswith(("train/", "rollout/", "advisor/",
