@@ -11,6 +11,8 @@ At every bar, before the policy acts, it
    waits for the model; ``mode: async`` answers cache hits at once and sends
    misses to an :class:`~hybrid_trader.advisor.worker.AsyncAdvisor`, whose
    answers are adopted when they arrive (their age counts from the query);
+   ``mode: cached`` answers from the cache only (a miss gets no advice; used by
+   backtests, after pre-scoring, so that they are deterministic);
 4. appends each environment's opinion (:data:`ADVICE_COLUMNS`) to its
    observation: none at an episode's start, and none once older than
    ``max_advice_age`` bars.
@@ -121,7 +123,7 @@ class AdvisedVecEnv(VecEnvWrapper):
         market_inputs: :func:`advisor_market_inputs` aligned with ``venv``'s market rows.
         advisor: The advisor; ``None`` never asks (RL only).
         schedule: When to ask.
-        mode: ``sync`` or ``async`` (needs ``worker``).
+        mode: ``sync``, ``async`` (needs ``worker``) or ``cached``.
         worker: Background worker for ``async`` cache misses (its advisor is ``advisor``).
         max_advice_age: Bars after which an opinion is dropped.
     """
@@ -133,8 +135,8 @@ class AdvisedVecEnv(VecEnvWrapper):
             raise ValueError(f"AdvisedVecEnv wraps Phase 3 environments ({PHASE3_DIM} columns)")
         if len(market_inputs) != venv.engine.market.n_bars:
             raise ValueError(f"market_inputs has {len(market_inputs)} rows, the market {venv.engine.market.n_bars}")
-        if mode not in ("sync", "async"):
-            raise ValueError("phase3.advisor_queries.mode must be 'sync' or 'async'")
+        if mode not in ("sync", "async", "cached"):
+            raise ValueError("phase3.advisor_queries.mode must be 'sync', 'async' or 'cached'")
         if mode == "async" and advisor is not None and worker is None:
             raise ValueError("async mode needs a worker")
         if max_advice_age < 1:

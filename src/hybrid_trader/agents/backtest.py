@@ -4,7 +4,7 @@
 order, and returns one row per session: ``session_date``, ``net_pnl`` (final
 equity minus the starting balance, $, after all costs), ``steps``,
 ``end_reason``, ``trades``, ``invalid_actions`` and ``reward`` (the episode's summed
-reward, the quantity PPO maximises). :func:`summarize` defines
+reward, the quantity PPO maximises); optionally a per-step trace. :func:`summarize` defines
 the summary numbers.
 """
 
@@ -48,8 +48,13 @@ def sb3_policy(model: Any, deterministic: bool = True) -> Policy:
     return act
 
 
-def run_backtest(env: TradingVecEnv | Any, policy: Policy) -> pd.DataFrame:
-    """One episode per session of ``env`` (which must be in ``full_session`` mode)."""
+def run_backtest(env: TradingVecEnv | Any, policy: Policy, trace: bool = False) -> Any:
+    """One episode per session of ``env`` (which must be in ``full_session`` mode).
+
+    With ``trace``, also returns one row per step: ``session_date``, ``step`` (1-based),
+    ``action`` (as executed), ``equity`` (after the step, $) and ``trade_pnl`` (net P&L of a
+    trade closed by the step, NaN if none).
+    """
     engine = env.engine
     if engine.config.episode_mode != "full_session":
         raise ValueError("backtests need an environment in full_session mode")
@@ -58,19 +63,32 @@ def run_backtest(env: TradingVecEnv | Any, policy: Policy) -> pd.DataFrame:
         raise ValueError("run_backtest plays sessions in order with one environment")
     obs = env.reset()
     rows: list[dict[str, Any]] = []
+    steps: list[tuple] = []
+    step_in_session = 0
+    start = engine.config.starting_balance
     while len(rows) < n_sessions:
         masks = env.action_masks()
         actions = policy(obs, masks)
         if not masks[np.arange(len(actions)), actions].all():
             raise AssertionError("the policy picked a masked action")
+        session = engine.market.session_dates[engine.market.session_id[engine.t[0]]]
         obs, _, dones, infos = env.step(actions)
+        step_in_session += 1
+        info = infos[0]
+        if trace:
+            equity = start + info["net_pnl"] if dones[0] else float(engine.equity[0])
+            steps.append((str(session)[:10], step_in_session, int(actions[0]), equity,
+                          float(engine.step_trade_net[0])))
         if dones[0]:
-            info = infos[0]
             rows.append({"session_date": info["session_date"], "net_pnl": info["net_pnl"],
                          "reward": info["episode"]["r"],
                          "steps": info["episode"]["l"], "end_reason": info["end_reason"],
                          "trades": info["trades"], "invalid_actions": info["invalid_actions"]})
-    return pd.DataFrame(rows)
+            step_in_session = 0
+    episodes = pd.DataFrame(rows)
+    if not trace:
+        return episodes
+    return episodes, pd.DataFrame(steps, columns=["session_date", "step", "action", "equity", "trade_pnl"])
 
 
 def summarize(episodes: pd.DataFrame) -> dict[str, Any]:

@@ -243,16 +243,18 @@ def make_advised_env(
     clean_bars: pd.DataFrame, model_input_features: pd.DataFrame, bar_features: pd.DataFrame,
     contract: ContractSpec, environment_params: dict[str, Any], split: str, config: Phase3Config, *,
     advisor: Any, worker: Any, n_envs: int, episode_mode: str, seed: int | None = None,
-    max_sessions: int | None = None,
+    max_sessions: int | None = None, mode: str | None = None,
 ) -> AdvisedVecEnv:
     """Phase 3 environments over one split's sessions, asking ``advisor`` as ``config`` says
-    (never when ``config.use_advisor`` is off or ``advisor`` is ``None``)."""
+    (never when ``config.use_advisor`` is off or ``advisor`` is ``None``) in ``mode`` (default:
+    ``config.query_mode``)."""
     market = market_for_split(clean_bars, model_input_features, contract, environment_params, split, max_sessions)
     days = split_days(model_input_features, split, max_sessions)
     rows = bar_features["session_date"].isin(pd.to_datetime(pd.Series(days))).to_numpy()
     venv = make_vec_env(market, environment_params, n_envs=n_envs, phase=3, seed=seed, episode_mode=episode_mode)
     return AdvisedVecEnv(venv, advisor_market_inputs(bar_features, rows), advisor if config.use_advisor else None,
-                         config.queries, mode=config.query_mode, worker=worker, max_advice_age=config.max_advice_age)
+                         config.queries, mode=mode or config.query_mode, worker=worker,
+                         max_advice_age=config.max_advice_age)
 
 
 def backtest_hybrid(model: MaskablePPO, env: AdvisedVecEnv, llm_weight: float | None = None) -> pd.DataFrame:

@@ -162,6 +162,9 @@ class TradingEngine:
         self.invalid_actions = np.zeros(n, dtype=np.int64)
         self.exit_counts = np.zeros((n, len(EXIT_KINDS)), dtype=np.int64)  # per episode, by EXIT_KINDS
         self.recent_wins = np.zeros(n, dtype=np.int64)  # wins among the last 10 closed trades
+        # Net P&L ($, both commissions) of a trade closed by the last step, NaN if none; kept
+        # across an episode reset so that a trade closed by an episode's last step can be read.
+        self.step_trade_net = np.full(n, np.nan)
         self._all = np.arange(n)
         self._masks: np.ndarray | None = None  # valid until the state changes
 
@@ -253,6 +256,7 @@ class TradingEngine:
         actions = np.asarray(actions, dtype=np.int64).reshape(self.n_envs)
         valid = self.action_masks()[self._all, actions]
         self._masks = None
+        self.step_trade_net = np.full(self.n_envs, np.nan)
         invalid = ~valid
         if not valid.all():
             self.invalid_actions += invalid
@@ -382,6 +386,7 @@ class TradingEngine:
             self.fills += exiting
             trade_net = gross - 2.0 * self._commission
             self.realized_today += np.where(exiting, trade_net, 0.0)
+            self.step_trade_net = np.where(exiting, trade_net, np.nan)
             self._record_closed_trades(exiting, trade_net > 0)
             counts = self.exit_counts
             counts[:, 0] += breach

@@ -1,0 +1,172 @@
+"""Deterministic, masked backtests of every agent and baseline, and their metrics.
+
+Agents (:data:`AGENTS`): ``flat`` (never trades), ``buy_and_hold`` (long at the
+first bar entries are allowed, held to the session's flat time: no stop or
+target, the Apex drawdown rule still applies), ``random`` (uniform over the
+valid actions, seeded), ``phase2``, ``phase3_rl_only`` (the hybrid policy with
+``llm_weight`` 0 and no advisor), ``hybrid`` (the Phase 3 policy with the
+advisor) and ``llm_only`` (the advisor alone: the most probable allowed action
+of its opinion, asked every bar; HOLD without one). Every agent plays each
+session of a split once, in date order, with the training engine and costs,
+at 1x and at ``cost_multiple`` x the contract's commission and slippage. The
+advisor answers from its cache only (pre-scored), so backtests repeat exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from hybrid_trader.advisor.schedule import QueryScheduleConfig
+from hybrid_trader.agents.backtest import flat_policy, random_policy, run_backtest, sb3_policy
+from hybrid_trader.agents.fusion import ADVICE_PRESENT, ADVICE_PROBABILITIES
+from hybrid_trader.agents.phase3 import Phase3Config, make_advised_env
+from hybrid_trader.env.actions import Action
+from hybrid_trader.env.factory import make_vec_env, market_for_split
+from hybrid_trader.evaluation.metrics import (
+    deflated_sharpe_ratio, max_drawdown, probabilistic_sharpe_ratio, sharpe_ratio, sortino_ratio, trade_statistics,
+)
+from hybrid_trader.markets import ContractSpec
+
+__all__ = ["AGENTS", "BacktestSetup", "buy_and_hold_policy", "llm_only_policy", "with_costs", "run_agent",
+           "backtest_metrics", "add_deflated_sharpe", "TABLE_COLUMNS"]
+
+AGENTS = ("flat", "buy_and_hold", "random", "phase2", "phase3_rl_only", "hybrid", "llm_only")
+_NO_STOP = 1e6  # stop (and target) this many ATRs away: never reached within a session
+
+
+def buy_and_hold_policy(obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """BUY whenever a long entry is allowed (flat, inside the entry window), else HOLD."""
+    return np.where(masks[:, Action.BUY], int(Action.BUY), int(Action.HOLD))
+
+
+def llm_only_policy(obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """The advisor's most probable allowed action (from the hybrid observation); HOLD without advice."""
+    advised = np.where(masks, obs[:, ADVICE_PROBABILITIES], -1.0).argmax(axis=1)
+    return np.where(obs[:, ADVICE_PRESENT] > 0, advised, int(Action.HOLD))
+
+
+def with_costs(contract: ContractSpec, multiple: float) -> ContractSpec:
+    """The contract with ``multiple`` x its commission and slippage."""
+    return dataclasses.replace(contract, commission_per_side=contract.commission_per_side * multiple,
+                               slippage_ticks=contract.slippage_ticks * multiple)
+
+
+@dataclass
+class BacktestSetup:
+    """What every backtest shares."""
+
+    clean_bars: pd.DataFrame
+    model_input_features: pd.DataFrame
+    bar_features: pd.DataFrame
+    contract: ContractSpec
+    environment_params: dict[str, Any]
+    phase3: Phase3Config
+    advisor: Any
+    random_seed: int
+
+
+def run_agent(agent: str, split: str, cost_multiple: float, setup: BacktestSetup, phase2: Any,
+              phase3: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(episodes, steps)`` of one agent on one split (see :func:`run_backtest`)."""
+    contract = with_costs(setup.contract, cost_multiple)
+    env_params = setup.environment_params
+    if agent in ("flat", "buy_and_hold", "random", "phase2"):
+        market = market_for_split(setup.clean_bars, setup.model_input_features, contract, env_params, split)
+        overrides = {"stop_atr_multiple": _NO_STOP} if agent == "buy_and_hold" else {}
+        env = make_vec_env(market, env_params, n_envs=1, phase=2, episode_mode="full_session", **overrides)
+        policy: Callable = {"flat": flat_policy, "buy_and_hold": buy_and_hold_policy,
+                            "random": random_policy(setup.random_seed)}.get(agent) or sb3_policy(phase2)
+        return run_backtest(env, policy, trace=True)
+    frames = (setup.clean_bars, setup.model_input_features, setup.bar_features, contract, env_params)
+    config = setup.phase3
+    if agent == "llm_only":  # asked at every bar
+        config = dataclasses.replace(config, queries=QueryScheduleConfig(1, config.queries.confidence_threshold, 0))
+    advisor = None if agent == "phase3_rl_only" else setup.advisor
+    env = make_advised_env(*frames, split, config, advisor=advisor, worker=None, n_envs=1,
+                           episode_mode="full_session", mode="cached")
+    if agent == "llm_only":
+        return run_backtest(env, llm_only_policy, trace=True)
+    env.attach_policy(phase3.policy)
+    phase3.policy.llm_weight_override = 0.0 if agent == "phase3_rl_only" else None
+    try:
+        return run_backtest(env, sb3_policy(phase3), trace=True)
+    finally:
+        phase3.policy.llm_weight_override = None
+
+
+TABLE_COLUMNS = ("net_pnl", "mean_daily_pnl", "sharpe_daily", "sortino_daily", "psr", "dsr", "max_drawdown",
+                 "max_drawdown_pct", "win_rate", "profit_factor", "average_win", "average_loss", "trades_per_day",
+                 "mean_episode_length", "apex_breaches")
+
+
+def backtest_metrics(episodes: pd.DataFrame, steps: pd.DataFrame, starting_balance: float,
+                     regimes: Mapping[str, str]) -> dict[str, Any]:
+    """The metrics of one backtest (definitions in :mod:`hybrid_trader.evaluation.metrics` and
+    ``docs/evaluation.md``):
+
+    * ``net_pnl``: total net P&L over the sessions ($, after all costs);
+    * ``mean_daily_pnl``: its mean per session;
+    * ``sharpe_daily``, ``sortino_daily``, ``psr`` (P[true Sharpe > 0]): of the daily returns
+      (session net P&L / starting balance);
+    * ``max_drawdown`` ($) and ``max_drawdown_pct``: of the equity path across the sessions,
+      bar by bar (each session's P&L added to the previous sessions' total);
+    * ``win_rate``, ``profit_factor``, ``average_win``, ``average_loss``: of closed trades;
+    * ``trades_per_day``: positions opened per session;
+    * ``mean_episode_length``: bars per session episode;
+    * ``apex_breaches``: sessions ended by the trailing-drawdown rule;
+    * ``end_reasons``: sessions per end reason;
+    * ``by_regime``: mean daily net P&L and sessions per regime label of the split.
+    """
+    daily = episodes["net_pnl"].to_numpy(dtype=float) / starting_balance
+    previous = np.concatenate([[0.0], np.cumsum(episodes["net_pnl"].to_numpy(dtype=float))[:-1]])
+    offset = dict(zip(episodes["session_date"], previous))
+    path = starting_balance + steps["session_date"].map(offset).to_numpy() + (steps["equity"] - starting_balance)
+    drawdown, drawdown_pct = max_drawdown(np.concatenate([[starting_balance], path.to_numpy(dtype=float)]))
+    trades = trade_statistics(steps["trade_pnl"].dropna().to_numpy())
+    by_regime = (episodes.assign(regime=episodes["session_date"].map(regimes).fillna("unknown"))
+                 .groupby("regime")["net_pnl"].agg(["mean", "size"]))
+    return {
+        "sessions": int(len(episodes)),
+        "net_pnl": float(episodes["net_pnl"].sum()),
+        "mean_daily_pnl": float(episodes["net_pnl"].mean()),
+        "sharpe_daily": sharpe_ratio(daily),
+        "sortino_daily": sortino_ratio(daily),
+        "psr": probabilistic_sharpe_ratio(daily),
+        "max_drawdown": drawdown,
+        "max_drawdown_pct": drawdown_pct,
+        "win_rate": trades["win_rate"],
+        "profit_factor": trades["profit_factor"],
+        "average_win": trades["average_win"],
+        "average_loss": trades["average_loss"],
+        "closed_trades": trades["trades"],
+        "trades_per_day": float(episodes["trades"].mean()),
+        "mean_episode_length": float(episodes["steps"].mean()),
+        "apex_breaches": int((episodes["end_reason"] == "drawdown_breach").sum()),
+        "end_reasons": {k: int(v) for k, v in episodes["end_reason"].value_counts().sort_index().items()},
+        "by_regime": {regime: {"mean_daily_pnl": float(row["mean"]), "sessions": int(row["size"])}
+                      for regime, row in by_regime.iterrows()},
+        "daily_returns": [float(x) for x in daily],
+    }
+
+
+def add_deflated_sharpe(results: list[dict[str, Any]], earlier_trials: list[float]) -> list[float]:
+    """Set each result's ``dsr``: the deflated Sharpe ratio against every trial, i.e. the daily
+    Sharpe ratios of this run's agents on the same split and costs plus ``earlier_trials``
+    (earlier runs' logged ones). Returns the trials used per (split, costs)."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for result in results:
+        groups.setdefault((result["split"], result["cost_multiple"]), []).append(result)
+    for (split, cost), members in groups.items():
+        trials = [m["sharpe_daily"] for m in members if math.isfinite(m["sharpe_daily"])]
+        if split == "test" and cost == 1:
+            trials = trials + [t for t in earlier_trials if math.isfinite(t)]
+        for member in members:
+            member["dsr"] = deflated_sharpe_ratio(member["daily_returns"], trials)
+            member["dsr_trials"] = len(trials)
+    return earlier_trials

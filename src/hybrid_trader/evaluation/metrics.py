@@ -1,0 +1,118 @@
+"""Performance metrics of a backtest, each defined once here (and in ``docs/evaluation.md``).
+
+Inputs are money, never rewards: a session's net P&L in dollars after all costs,
+closed trades' net P&L, and the account's equity path. Daily returns are a
+session's net P&L divided by the starting balance (each session starts from it,
+as an Apex evaluation account does).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+from scipy import stats
+
+__all__ = ["sharpe_ratio", "sortino_ratio", "max_drawdown", "profit_factor", "trade_statistics",
+           "probabilistic_sharpe_ratio", "expected_max_sharpe", "deflated_sharpe_ratio", "EULER_GAMMA"]
+
+EULER_GAMMA = 0.5772156649015329
+
+
+def sharpe_ratio(daily_returns: Sequence[float]) -> float:
+    """Daily Sharpe ratio: ``mean(r) / std(r)`` with the sample standard deviation
+    (``ddof=1``), not annualised (multiply by ``sqrt(252)`` for a yearly figure).
+    NaN with fewer than 2 days or no variation."""
+    r = np.asarray(daily_returns, dtype=float)
+    if len(r) < 2:
+        return float("nan")
+    sd = r.std(ddof=1)
+    return float(r.mean() / sd) if sd > 0 else float("nan")
+
+
+def sortino_ratio(daily_returns: Sequence[float]) -> float:
+    """Daily Sortino ratio: ``mean(r) / sqrt(mean(min(r, 0)^2))`` (downside deviation about
+    0 over all days). NaN without a losing day."""
+    r = np.asarray(daily_returns, dtype=float)
+    if len(r) == 0:
+        return float("nan")
+    downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2)))
+    return float(r.mean() / downside) if downside > 0 else float("nan")
+
+
+def max_drawdown(equity: Sequence[float]) -> tuple[float, float]:
+    """Largest fall of the equity path from its running peak: ``(dollars, fraction of that peak)``
+    (both >= 0)."""
+    e = np.asarray(equity, dtype=float)
+    if len(e) == 0:
+        return 0.0, 0.0
+    peak = np.maximum.accumulate(e)
+    falls = peak - e
+    i = int(np.argmax(falls))
+    return float(falls[i]), float(falls[i] / peak[i]) if peak[i] > 0 else float("nan")
+
+
+def profit_factor(trade_pnl: Sequence[float]) -> float:
+    """Gross profit / gross loss of closed trades (inf with no losing trade, NaN with no trade)."""
+    t = np.asarray(trade_pnl, dtype=float)
+    if len(t) == 0:
+        return float("nan")
+    loss = -t[t < 0].sum()
+    return float(t[t > 0].sum() / loss) if loss > 0 else float("inf")
+
+
+def trade_statistics(trade_pnl: Sequence[float]) -> dict[str, float]:
+    """``trades``, ``win_rate`` (share of closed trades with net P&L > 0), ``average_win`` and
+    ``average_loss`` ($, the loss as a negative number; NaN without such trades) and
+    ``profit_factor``."""
+    t = np.asarray(trade_pnl, dtype=float)
+    wins, losses = t[t > 0], t[t <= 0]
+    return {"trades": int(len(t)), "win_rate": float(len(wins) / len(t)) if len(t) else float("nan"),
+            "average_win": float(wins.mean()) if len(wins) else float("nan"),
+            "average_loss": float(losses.mean()) if len(losses) else float("nan"),
+            "profit_factor": profit_factor(t)}
+
+
+def probabilistic_sharpe_ratio(daily_returns: Sequence[float], benchmark_sharpe: float = 0.0) -> float:
+    """Probabilistic Sharpe ratio (Bailey & Lopez de Prado, 2012): the probability that the true
+    Sharpe ratio exceeds ``benchmark_sharpe``, given ``n`` observations' skewness ``g3`` and
+    (non-excess) kurtosis ``g4``:
+
+        PSR(SR*) = Phi( (SR - SR*) * sqrt(n - 1) / sqrt(1 - g3 * SR + (g4 - 1) / 4 * SR^2) )
+
+    with ``SR`` the daily (non-annualised) Sharpe ratio. NaN with fewer than 3 days.
+    """
+    r = np.asarray(daily_returns, dtype=float)
+    sr = sharpe_ratio(r)
+    if len(r) < 3 or not math.isfinite(sr):
+        return float("nan")
+    g3 = float(stats.skew(r))  # moment ratios m3 / m2^1.5 and m4 / m2^2, as in the paper
+    g4 = float(stats.kurtosis(r, fisher=False))
+    denominator = 1.0 - g3 * sr + (g4 - 1.0) / 4.0 * sr ** 2
+    if denominator <= 0:
+        return float("nan")
+    return float(stats.norm.cdf((sr - benchmark_sharpe) * math.sqrt(len(r) - 1) / math.sqrt(denominator)))
+
+
+def expected_max_sharpe(trial_sharpes: Iterable[float]) -> float:
+    """The Sharpe ratio the best of ``N`` unskilled trials would reach by luck (Bailey & Lopez de
+    Prado, 2014):
+
+        SR0 = sqrt(V) * ((1 - gamma) * Phi^-1(1 - 1/N) + gamma * Phi^-1(1 - 1/(N e)))
+
+    with ``V`` the variance of the trials' Sharpe ratios and ``gamma`` Euler's constant.
+    NaN with fewer than 2 trials."""
+    s = np.asarray([x for x in trial_sharpes if math.isfinite(x)], dtype=float)
+    n = len(s)
+    if n < 2:
+        return float("nan")
+    return float(math.sqrt(s.var(ddof=1)) * ((1 - EULER_GAMMA) * stats.norm.ppf(1 - 1 / n)
+                                            + EULER_GAMMA * stats.norm.ppf(1 - 1 / (n * math.e))))
+
+
+def deflated_sharpe_ratio(daily_returns: Sequence[float], trial_sharpes: Iterable[float]) -> float:
+    """Deflated Sharpe ratio (Bailey & Lopez de Prado, 2014): the PSR against the expected
+    maximum Sharpe ratio of the trials, ``DSR = PSR(SR0)`` with ``SR0 = expected_max_sharpe``.
+    The trials are every strategy variant tried (their daily Sharpe ratios), this one included."""
+    return probabilistic_sharpe_ratio(daily_returns, expected_max_sharpe(trial_sharpes))

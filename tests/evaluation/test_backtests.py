@@ -1,0 +1,77 @@
+"""Baselines and the per-backtest metrics on hand-made sessions."""
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hybrid_trader.agents.backtest import run_backtest
+from hybrid_trader.env.engine import EngineConfig
+from hybrid_trader.env.vec_env import TradingVecEnv
+from hybrid_trader.evaluation.backtests import backtest_metrics, buy_and_hold_policy, llm_only_policy, with_costs
+from hybrid_trader.features.registry import HYBRID_DIM
+from tests.env.helpers import make_market
+
+NO_STOP = EngineConfig(episode_mode="full_session", stop_atr_multiple=1e6)
+
+
+def dipping_session():
+    """30 bars; decisions from bar 19 (a full observation window) to bar 28; flat at bar 29's open."""
+    opens = np.full(30, 20_000.0)
+    opens[29] = 20_010.0
+    lows = opens.copy()
+    lows[25] = 19_975.0  # would hit a 2 x ATR stop (19,980.25); buy-and-hold has none
+    market = make_market(opens, lows=lows)
+    rows = np.arange(30)
+    return dataclasses.replace(market, episode_start=market.episode_start & (rows >= 19),
+                               entry_allowed=market.entry_allowed & (rows >= 19))
+
+
+def test_buy_and_hold_pnl_equals_its_hand_computed_value():
+    market = dipping_session()
+    episodes, steps = run_backtest(TradingVecEnv(market, NO_STOP, phase=2), buy_and_hold_policy, trace=True)
+    # Long at 20,000 + 0.25, flat at the last bar's open 20,010 - 0.25: 9.5 points x $20 - 2 x $2.25.
+    assert episodes["net_pnl"].tolist() == [pytest.approx(185.5)]
+    assert episodes["trades"].tolist() == [1] and episodes["end_reason"].tolist() == ["session_end"]
+    assert steps["action"].tolist() == [1] + [0] * 9  # bought once, then held
+    assert steps["trade_pnl"].iloc[-1] == pytest.approx(185.5) and steps["trade_pnl"].iloc[:-1].isna().all()
+    # Marked at the closes meanwhile (close = open = 20,000: -0.25 point and the entry commission).
+    assert steps["equity"].iloc[1] == pytest.approx(50_000 - 5.0 - 2.25)
+
+
+def test_double_costs_double_commission_and_slippage():
+    market = dataclasses.replace(dipping_session(), contract=with_costs(dipping_session().contract, 2.0))
+    episodes = run_backtest(TradingVecEnv(market, NO_STOP, phase=2), buy_and_hold_policy)
+    # Entry 20,000.50, exit 20,009.50: 9 points x $20 - 2 x $4.50.
+    assert episodes["net_pnl"].tolist() == [pytest.approx(171.0)]
+
+
+def test_the_advisor_alone_takes_its_most_probable_allowed_action():
+    obs = np.zeros((3, HYBRID_DIM), dtype=np.float32)
+    obs[0, 261:267] = [0.2, 0.1, 0.7, 0, 0, 0]
+    obs[0, 269] = 1
+    obs[1, 261:267] = [0.2, 0.1, 0.7, 0, 0, 0]  # SELL preferred but masked below: BUY
+    obs[1, 269] = 1
+    masks = np.array([[1, 1, 1, 0, 0, 0], [1, 1, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0]], dtype=bool)
+    assert llm_only_policy(obs, masks).tolist() == [2, 0, 0]  # row 1: HOLD (0.2) beats BUY (0.1); row 2: no advice
+
+
+def test_backtest_metrics_of_two_hand_made_sessions():
+    episodes = pd.DataFrame({"session_date": ["2024-01-02", "2024-01-03"], "net_pnl": [500.0, -250.0],
+                             "steps": [100, 40], "end_reason": ["session_end", "drawdown_breach"],
+                             "trades": [2, 1]})
+    steps = pd.DataFrame({"session_date": ["2024-01-02"] * 3 + ["2024-01-03"] * 2,
+                          "equity": [50_100.0, 49_900.0, 50_500.0, 50_200.0, 49_750.0],
+                          "trade_pnl": [np.nan, 300.0, 200.0, np.nan, -250.0]})
+    m = backtest_metrics(episodes, steps, 50_000.0, {"2024-01-02": "low_vol_up"})
+    assert m["net_pnl"] == 250.0 and m["mean_daily_pnl"] == 125.0
+    # Path: 50,000, 50,100, 49,900, 50,500, then day 2 from 50,500: 50,700, 50,250 -> the worst fall
+    # is 50,700 -> 50,250 = 450 (0.888% of 50,700).
+    assert m["max_drawdown"] == pytest.approx(450.0) and m["max_drawdown_pct"] == pytest.approx(450 / 50_700)
+    assert m["win_rate"] == pytest.approx(2 / 3) and m["profit_factor"] == pytest.approx(2.0)
+    assert m["apex_breaches"] == 1 and m["trades_per_day"] == 1.5 and m["mean_episode_length"] == 70
+    assert m["by_regime"] == {"low_vol_up": {"mean_daily_pnl": 500.0, "sessions": 1},
+                              "unknown": {"mean_daily_pnl": -250.0, "sessions": 1}}
+    daily = np.array([0.01, -0.005])
+    assert m["sharpe_daily"] == pytest.approx(daily.mean() / daily.std(ddof=1))

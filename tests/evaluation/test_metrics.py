@@ -1,0 +1,66 @@
+"""Each metric on a small hand-made series with a hand-computed value."""
+
+import math
+
+import numpy as np
+import pytest
+
+from hybrid_trader.evaluation.metrics import (
+    deflated_sharpe_ratio, expected_max_sharpe, max_drawdown, probabilistic_sharpe_ratio, profit_factor,
+    sharpe_ratio, sortino_ratio, trade_statistics,
+)
+
+# Mean 0.005; deviations 0.005, -0.015, 0.015, -0.005; sample variance 5e-4 / 3.
+RETURNS = [0.01, -0.01, 0.02, 0.0]
+
+
+def test_sharpe_is_mean_over_sample_deviation():
+    assert sharpe_ratio(RETURNS) == pytest.approx(0.005 / math.sqrt(5e-4 / 3))  # 0.3873
+    assert math.isnan(sharpe_ratio([0.01])) and math.isnan(sharpe_ratio([0.01, 0.01]))
+
+
+def test_sortino_divides_by_the_downside_deviation():
+    # Downside squares: 0, 1e-4, 0, 0 -> mean 2.5e-5 -> deviation 0.005.
+    assert sortino_ratio(RETURNS) == pytest.approx(0.005 / 0.005)
+    assert math.isnan(sortino_ratio([0.01, 0.02]))
+
+
+def test_max_drawdown_in_dollars_and_from_the_peak():
+    assert max_drawdown([100, 120, 90, 130, 110]) == (30.0, 0.25)  # 120 -> 90; 130 -> 110 is smaller
+    assert max_drawdown([100, 110, 120]) == (0.0, 0.0)
+
+
+def test_profit_factor_and_trade_statistics():
+    trades = [100.0, -50.0, 30.0, -20.0]
+    assert profit_factor(trades) == pytest.approx(130 / 70)
+    stats = trade_statistics(trades)
+    assert stats == {"trades": 4, "win_rate": 0.5, "average_win": 65.0, "average_loss": -35.0,
+                     "profit_factor": pytest.approx(130 / 70)}
+    assert profit_factor([10.0]) == math.inf and math.isnan(profit_factor([]))
+
+
+# Symmetric about its mean 0.01: skewness 0; m2 = 2e-4, m4 = 6.8e-8, kurtosis 1.7;
+# Sharpe = 0.01 / sqrt(2.5e-4) = 0.632456.
+PSR_RETURNS = [-0.01, 0.0, 0.01, 0.02, 0.03]
+
+
+def test_probabilistic_sharpe_ratio_on_a_known_example():
+    # Phi(0.632456 * sqrt(4) / sqrt(1 - 0 + (1.7 - 1) / 4 * 0.632456^2)) = Phi(1.222847)
+    assert probabilistic_sharpe_ratio(PSR_RETURNS) == pytest.approx(0.8893041, abs=1e-6)
+    assert probabilistic_sharpe_ratio(PSR_RETURNS, benchmark_sharpe=0.632456) == pytest.approx(0.5, abs=1e-5)
+
+
+def test_deflated_sharpe_ratio_on_a_known_example():
+    # Trials 0.1, 0.3, 0.5: V = 0.04; N = 3: Phi^-1(2/3) = 0.430727, Phi^-1(1 - 1/(3e)) = 1.161957;
+    # SR0 = 0.2 * (0.422784 * 0.430727 + 0.577216 * 1.161957) = 0.170561.
+    assert expected_max_sharpe([0.1, 0.3, 0.5]) == pytest.approx(0.1705609, abs=1e-6)
+    # DSR = Phi((0.632456 - 0.170561) * 2 / sqrt(1.07)) = Phi(0.893063)
+    assert deflated_sharpe_ratio(PSR_RETURNS, [0.1, 0.3, 0.5]) == pytest.approx(0.8140877, abs=1e-6)
+    assert math.isnan(deflated_sharpe_ratio(PSR_RETURNS, [0.3]))  # one trial: nothing to deflate by
+    assert deflated_sharpe_ratio(PSR_RETURNS, [0.1, 0.3, 0.5]) < probabilistic_sharpe_ratio(PSR_RETURNS)
+
+
+def test_metrics_read_money_not_rewards():
+    big = np.array(RETURNS) * 10  # a ratio is scale-free; a drawdown in dollars is not
+    assert sharpe_ratio(big) == pytest.approx(sharpe_ratio(RETURNS))
+    assert max_drawdown([1000, 1200, 900])[0] == 10 * max_drawdown([100, 120, 90])[0]
