@@ -1,11 +1,38 @@
 """Wiring of the ``evaluation`` pipeline.
 
-Registered now so that ``kedro registry list`` and ``kedro run --pipelines=evaluation``
-know it; its nodes arrive with the work that builds this stage.
+``backtest_agents`` -> ``compute_backtest_metrics`` (comparison table) and
+``plot_evaluation`` (Plotly JSON for kedro-viz, PNG for MLflow).
 """
 
-from kedro.pipeline import Pipeline
+from kedro.pipeline import Node, Pipeline
+
+from hybrid_trader.pipelines.evaluation.nodes import backtest_agents, compute_backtest_metrics, plot_evaluation
+
+_PLOTS = ["equity_curves", "action_distribution", "phase3_training_curves", "end_reasons"]
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return Pipeline([])
+    return Pipeline(
+        [
+            Node(
+                func=backtest_agents,
+                inputs=["phase2_best_policy", "phase3_policy", "clean_bars", "model_input_features", "bar_features",
+                        "market_spec", "advice_cache", "params:environment", "params:advisor", "params:phase3",
+                        "params:evaluation"],
+                outputs=["backtest_episodes", "backtest_steps"],
+                name="backtest_agents",
+            ),
+            Node(
+                func=compute_backtest_metrics,
+                inputs=["backtest_episodes", "backtest_steps", "day_splits", "params:environment"],
+                outputs=["backtest_metrics", "backtest_metrics_markdown", "backtest_mlflow_metrics"],
+                name="compute_backtest_metrics",
+            ),
+            Node(
+                func=plot_evaluation,
+                inputs=["backtest_episodes", "backtest_steps", "phase3_training_summary", "params:environment"],
+                outputs=[f"{p}_plot" for p in _PLOTS] + [f"{p}_png" for p in _PLOTS],
+                name="plot_evaluation",
+            ),
+        ]
+    )

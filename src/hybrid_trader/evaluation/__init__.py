@@ -1,0 +1,1 @@
+"""Backtests of every agent and baseline, their metrics, the comparison table and the pictures."""

@@ -1,0 +1,111 @@
+"""Nodes of ``evaluation``: thin wrappers over :mod:`hybrid_trader.evaluation`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+
+from hybrid_trader.advisor.advisor import Advisor
+from hybrid_trader.advisor.cache import AdviceCache
+from hybrid_trader.advisor.prescore import flat_states, prescore
+from hybrid_trader.agents.phase3 import Phase3Config
+from hybrid_trader.evaluation.backtests import BacktestSetup, add_deflated_sharpe, backtest_metrics, run_agent
+from hybrid_trader.evaluation.plots import (
+    action_panels, end_reason_panels, equity_panels, to_matplotlib, to_plotly, training_panels,
+)
+from hybrid_trader.evaluation.report import comparison_markdown, earlier_trial_sharpes, metric_key
+from hybrid_trader.pipelines.phase2.nodes import contract_from_spec
+
+logger = logging.getLogger(__name__)
+
+
+def backtest_agents(
+    phase2_best_policy: Any,
+    phase3_policy: Any,
+    clean_bars: pd.DataFrame,
+    model_input_features: pd.DataFrame,
+    bar_features: pd.DataFrame,
+    market_spec: dict[str, Any],
+    advice_cache: AdviceCache,
+    environment_params: dict[str, Any],
+    advisor_params: dict[str, Any],
+    phase3_params: dict[str, Any],
+    evaluation_params: dict[str, Any],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every agent on every evaluation split at every cost level.
+
+    Returns:
+        One row per session (``agent``, ``split``, ``cost_multiple`` and the backtest's
+        columns) and one row per step (the same keys, ``action``, ``equity``, ``trade_pnl``).
+    """
+    advisor = Advisor.from_params(advisor_params, cache=advice_cache)
+    splits = list(evaluation_params["splits"])
+    if evaluation_params["prescore_advice"]:  # the advisor's answers for these days' flat prompts
+        days = model_input_features.loc[model_input_features["split"].isin(splits), "session_date"].unique()
+        rows = bar_features.loc[bar_features["session_date"].isin(days)]
+        counts = prescore(advisor, flat_states(rows, environment_params["engine"]["drawdown_limit"]),
+                          batch_size=advisor_params["prescore"]["batch_size"],
+                          torch_threads=advisor_params["prescore"].get("torch_threads"))
+        logger.info("Evaluation: %d new flat prompts of %s days scored in %.1f s", counts["scored"],
+                    "/".join(splits), counts["seconds"])
+    setup = BacktestSetup(clean_bars, model_input_features, bar_features, contract_from_spec(market_spec),
+                          environment_params, Phase3Config.from_params(phase3_params), advisor,
+                          int(evaluation_params["random_seed"]))
+    episodes, steps = [], []
+    try:
+        for split in splits:
+            for cost in evaluation_params["cost_multiples"]:
+                for agent in evaluation_params["agents"]:
+                    session_rows, step_rows = run_agent(agent, split, float(cost), setup, phase2_best_policy,
+                                                        phase3_policy)
+                    keys = {"agent": agent, "split": split, "cost_multiple": float(cost)}
+                    episodes.append(session_rows.assign(**keys))
+                    steps.append(step_rows.assign(**keys))
+                    logger.info("Backtest %-15s %-10s %gx: net P&L $%10.2f over %d sessions", agent, split, cost,
+                                session_rows["net_pnl"].sum(), len(session_rows))
+    finally:
+        advisor.close()
+    return pd.concat(episodes, ignore_index=True), pd.concat(steps, ignore_index=True)
+
+
+def compute_backtest_metrics(
+    backtest_episodes: pd.DataFrame, backtest_steps: pd.DataFrame, day_splits: pd.DataFrame,
+    environment_params: dict[str, Any],
+) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """The comparison table (JSON rows and Markdown) and its figures as MLflow metrics."""
+    start = float(environment_params["engine"]["starting_balance"])
+    regimes = dict(zip(day_splits["session_date"].astype(str).str[:10], day_splits["regime"]))
+    rows = []
+    keys = ["agent", "split", "cost_multiple"]
+    step_groups = dict(list(backtest_steps.groupby(keys, sort=False)))
+    for key, episodes in backtest_episodes.groupby(keys, sort=False):
+        rows.append({**dict(zip(keys, key)), **backtest_metrics(episodes, step_groups[key], start, regimes)})
+    add_deflated_sharpe(rows, earlier_trial_sharpes())
+    metrics = {metric_key(r["split"], r["cost_multiple"], r["agent"], name): {"value": float(r[name]), "step": 0}
+               for r in rows for name in ("net_pnl", "sharpe_daily", "sortino_daily", "max_drawdown", "psr", "dsr",
+                                          "win_rate", "profit_factor", "trades_per_day")
+               if isinstance(r[name], (int, float)) and pd.notna(r[name]) and abs(float(r[name])) != float("inf")}
+    table = comparison_markdown(rows)
+    logger.info("\n%s", table)
+    for row in rows:
+        row.pop("daily_returns")
+    return {"rows": rows}, table, metrics
+
+
+def plot_evaluation(backtest_episodes: pd.DataFrame, backtest_steps: pd.DataFrame,
+                    phase3_training_summary: dict[str, Any], environment_params: dict[str, Any]):
+    """Equity and drawdown, actions and end reasons per agent on test days; Phase 3's training
+    curves. Each as a Plotly figure and a matplotlib figure (PNG)."""
+    start = float(environment_params["engine"]["starting_balance"])
+    split = "test" if (backtest_episodes["split"] == "test").any() else str(backtest_episodes["split"].iloc[0])
+    figures = [
+        (equity_panels(backtest_steps, backtest_episodes, start, split), "Equity and drawdown per agent"),
+        (action_panels(backtest_steps, split), "Action distribution per agent"),
+        (training_panels(phase3_training_summary), "Phase 3 training"),
+        (end_reason_panels(backtest_episodes, split), "Episode-end reasons per agent"),
+    ]
+    plotly_figures = [to_plotly(panels, title) for panels, title in figures]
+    png_figures = [to_matplotlib(panels, title) for panels, title in figures]
+    return (*plotly_figures, *png_figures)
