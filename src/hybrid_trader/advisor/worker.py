@@ -290,7 +290,11 @@ class ProcessAdvisor:
                 self._requests.put(None)
             except (ValueError, OSError):
                 pass
-            self._process.join(timeout)
+            # Keep reading while it stops: a child whose answers are unread cannot flush them and exit.
+            deadline = time.monotonic() + timeout
+            while self._process.is_alive() and time.monotonic() < deadline:
+                self._collect()
+                self._process.join(0.05)
             if self._process.is_alive():
                 logger.error("advisor worker process did not stop within %.0f s; terminating it", timeout)
                 self._process.terminate()
@@ -298,8 +302,8 @@ class ProcessAdvisor:
         self._collect()
         self._closed = True
         for channel in (self._requests, self._results):
+            channel.cancel_join_thread()  # unsent requests are moot; never block the exit on them
             channel.close()
-            channel.join_thread()
         self.advisor.close()
 
     @property
