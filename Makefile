@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export KEDRO_DISABLE_TELEMETRY := 1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup run test viz mlflow-ui clean-outputs
+.PHONY: setup browser run test viz mlflow-ui clean-outputs
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,17 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 setup: $(VENV)/.installed
 
+# Debian's chromium, for the test that opens the kedro-viz build in a headless browser.
+browser:
+	@command -v chromium >/dev/null || { \
+	  export DEBIAN_FRONTEND=noninteractive; SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium; }; }
+
 run: setup
 	$(VENV)/bin/kedro run
 
-test: setup
+test: setup browser
 	$(PY) -m pytest
 
 viz: setup

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -131,3 +134,44 @@ def test_data_ingestion_pipeline_alone(project):
     _kedro(project, "run", "--env", "test", "--pipelines", "data_ingestion")
     assert report_path.exists()
     assert (project / "data/02_intermediate/trading_sessions.parquet").exists()
+
+
+def test_the_results_notebook_runs_on_the_last_runs_outputs(project):
+    notebook = json.loads((PROJECT_ROOT / "notebooks/results.ipynb").read_text())
+    code = "\n".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code")
+    script = project / "notebook_cells.py"
+    script.write_text(code + "\nprint('TEST ROWS', len(rows), sorted(figures))\n")
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
+    proc = subprocess.run([sys.executable, str(script)], cwd=project, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "TEST ROWS 28 ['action_distribution', 'end_reasons', 'equity_curves', 'phase3_training_curves']" in proc.stdout
+
+
+def test_kedro_viz_build_shows_the_phase3_nodes_in_headless_chromium(project):
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed (make test installs it)"
+    _kedro(project, "viz", "build")
+    build = project / "build"
+    assert (build / "index.html").exists()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                               "--directory", str(build)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    browser = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=20000",
+               "--window-size=1600,1000"]
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        time.sleep(1)
+        dom = subprocess.run([*browser, "--dump-dom", url], capture_output=True, text=True, timeout=180).stdout
+        screenshot = project / "data/08_reporting/kedro_viz.png"
+        subprocess.run([*browser, f"--screenshot={screenshot}", url], capture_output=True, timeout=180)
+    finally:
+        server.terminate()
+        server.wait(10)
+    # Rendered graph nodes carry their names as SVG text.
+    for node in ("prepare_advisor", "train_phase3_policy", "evaluate_phase3_policy", "register_phase3_policy",
+                 "write_phase3_health_report", "backtest_agents"):
+        assert re.search(rf'pipeline-node__text[^>]*>{node}<', dom), node
+    assert screenshot.stat().st_size > 10_000
