@@ -38,6 +38,27 @@ __all__ = ["AsyncAdvisor", "ProcessAdvisor"]
 logger = logging.getLogger(__name__)
 
 
+def _fresh_answers(answers: Mapping[int, tuple[int, np.ndarray, float]], env_ids: Sequence[int], step: int,
+                   max_age: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each env's answer ``(asked at step, probabilities, confidence)`` if at most ``max_age`` old:
+    ``(probabilities (n, 6), confidence (n,), age (n,))``, NaN and age -1 where there is none."""
+    n = len(env_ids)
+    probabilities, confidence = np.full((n, N_ACTIONS), np.nan), np.full(n, np.nan)
+    age = np.full(n, -1, dtype=np.int64)
+    for i, env in enumerate(env_ids):
+        answer = answers.get(int(env))
+        if answer is not None and 0 <= step - answer[0] <= max_age:
+            age[i], probabilities[i], confidence[i] = step - answer[0], answer[1], answer[2]
+    return probabilities, confidence, age
+
+
+def _wait_idle(worker: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while worker.waiting and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return not worker.waiting
+
+
 class AsyncAdvisor:
     def __init__(self, advisor: Advisor, batch_size: int = 16) -> None:
         self.advisor = advisor
@@ -79,22 +100,12 @@ class AsyncAdvisor:
     def latest(self, env_ids: Sequence[int], step: int, max_age: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(probabilities (n, 6), confidence (n,), age (n,))`` of each env's newest fresh answer;
         NaN and age -1 where there is none."""
-        n = len(env_ids)
-        probabilities, confidence = np.full((n, N_ACTIONS), np.nan), np.full(n, np.nan)
-        age = np.full(n, -1, dtype=np.int64)
         with self._lock:
-            for i, env in enumerate(env_ids):
-                answer = self._answers.get(int(env))
-                if answer is not None and 0 <= step - answer[0] <= max_age:
-                    age[i], probabilities[i], confidence[i] = step - answer[0], answer[1], answer[2]
-        return probabilities, confidence, age
+            return _fresh_answers(self._answers, env_ids, step, max_age)
 
     def drain(self, timeout: float = 60.0) -> bool:
         """Wait until every submitted query is answered; ``False`` on timeout."""
-        deadline = time.monotonic() + timeout
-        while self.waiting and time.monotonic() < deadline:
-            time.sleep(0.005)
-        return not self.waiting
+        return _wait_idle(self, timeout)
 
     @property
     def alive(self) -> bool:
@@ -267,21 +278,11 @@ class ProcessAdvisor:
     def latest(self, env_ids: Sequence[int], step: int, max_age: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """As :meth:`AsyncAdvisor.latest`."""
         self._collect()
-        n = len(env_ids)
-        probabilities, confidence = np.full((n, N_ACTIONS), np.nan), np.full(n, np.nan)
-        age = np.full(n, -1, dtype=np.int64)
-        for i, env in enumerate(env_ids):
-            answer = self._answers.get(int(env))
-            if answer is not None and 0 <= step - answer[0] <= max_age:
-                age[i], probabilities[i], confidence[i] = step - answer[0], answer[1], answer[2]
-        return probabilities, confidence, age
+        return _fresh_answers(self._answers, env_ids, step, max_age)
 
     def drain(self, timeout: float = 60.0) -> bool:
         """Wait until every sent query is answered or superseded; ``False`` on timeout."""
-        deadline = time.monotonic() + timeout
-        while self.waiting and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return not self.waiting
+        return _wait_idle(self, timeout)
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop the child (after the batch in hand), collect its last answers, persist the cache."""

@@ -15,6 +15,7 @@ baseline's mean net P&L.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,10 @@ from mlflow.tracking import MlflowClient
 from hybrid_trader.env.actions import N_ACTIONS
 from hybrid_trader.features.registry import ADVICE_COLUMNS, OBSERVATION_NAMES
 
-__all__ = ["PolicyPyfunc", "MASK_COLUMNS", "register_policy", "load_registered_policy", "load_registered_sb3"]
+__all__ = ["PolicyPyfunc", "MASK_COLUMNS", "register_policy", "register_model", "load_registered_policy",
+           "load_registered_sb3"]
+
+logger = logging.getLogger(__name__)
 
 ADVICE_NAMES = tuple(c.name for c in ADVICE_COLUMNS)
 
@@ -96,6 +100,27 @@ def register_policy(
     for key, value in (tags or {}).items():
         client.set_model_version_tag(name, version, key, value)
     return version
+
+
+def register_model(model: Any, *, name: str, observation_dim: int, feature_scaler: dict[str, Any],
+                   observation_layout: dict[str, Any], good: bool, validation_mean_net_pnl: float) -> dict[str, Any]:
+    """Save an SB3 model and register it (:func:`register_policy`) in the active MLflow run.
+
+    Returns:
+        ``name``, ``version`` (``None`` without an active run: nothing is registered),
+        ``good`` and the ``aliases`` set.
+    """
+    if mlflow.active_run() is None:
+        logger.warning("No active MLflow run: %s is not registered", name)
+        return {"name": name, "version": None, "good": False}
+    with tempfile.TemporaryDirectory() as tmp:
+        policy_zip = Path(tmp) / "policy.zip"
+        model.save(policy_zip)
+        version = register_policy(policy_zip, name=name, observation_dim=observation_dim,
+                                  feature_scaler=feature_scaler, observation_layout=observation_layout, good=good,
+                                  tags={"validation_mean_net_pnl": str(validation_mean_net_pnl)})
+    logger.info("Registered %s version %s (aliases: newest%s)", name, version, ", good" if good else "")
+    return {"name": name, "version": version, "good": good, "aliases": ["newest"] + (["good"] if good else [])}
 
 
 def load_registered_sb3(name: str, alias_or_version: str) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import pandas as pd
 
 from hybrid_trader.agents.backtest import flat_policy, random_policy, run_backtest, sb3_policy, summarize
 from hybrid_trader.agents.phase2 import PPOConfig, TrainingInterrupted, train_phase2
-from hybrid_trader.agents.registry import register_policy
+from hybrid_trader.agents.registry import register_model
 from hybrid_trader.env.factory import make_vec_env, market_for_split
 from hybrid_trader.features.registry import PHASE2_DIM
 from hybrid_trader.markets import ContractSpec
@@ -125,16 +124,7 @@ def register_phase2_policy(
     phase2_params: dict[str, Any],
 ) -> dict[str, Any]:
     """Register the policy as a pyfunc model; alias ``good`` only if it beat random on validation."""
-    name = phase2_params["registered_model_name"]
-    if mlflow.active_run() is None:
-        logger.warning("No active MLflow run: %s is not registered", name)
-        return {"name": name, "version": None, "good": False}
-    good = bool(phase2_validation_report["beats_random"])
-    with tempfile.TemporaryDirectory() as tmp:
-        policy_zip = Path(tmp) / "policy.zip"
-        phase2_policy.save(policy_zip)
-        version = register_policy(policy_zip, name=name, observation_dim=PHASE2_DIM, feature_scaler=feature_scaler,
-                                  observation_layout=observation_layout, good=good,
-                                  tags={"validation_mean_net_pnl": str(phase2_validation_report["phase2"]["mean_net_pnl"])})
-    logger.info("Registered %s version %s (aliases: newest%s)", name, version, ", good" if good else "")
-    return {"name": name, "version": version, "good": good, "aliases": ["newest"] + (["good"] if good else [])}
+    report = phase2_validation_report
+    return register_model(phase2_policy, name=phase2_params["registered_model_name"], observation_dim=PHASE2_DIM,
+                          feature_scaler=feature_scaler, observation_layout=observation_layout,
+                          good=bool(report["beats_random"]), validation_mean_net_pnl=report["phase2"]["mean_net_pnl"])

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 
@@ -21,7 +19,7 @@ from hybrid_trader.agents.health import HealthCheckFailed, health_notes, health_
 from hybrid_trader.agents.phase3 import (
     Phase3Config, backtest_hybrid, make_advised_env, overfitting_gap, start_worker, train_phase3,
 )
-from hybrid_trader.agents.registry import load_registered_sb3, register_policy
+from hybrid_trader.agents.registry import load_registered_sb3, register_model
 from hybrid_trader.env.factory import split_days
 from hybrid_trader.features.registry import HYBRID_DIM
 from hybrid_trader.pipelines.phase2.nodes import contract_from_spec, stop_training_run
@@ -201,20 +199,11 @@ def register_phase3_policy(
 ) -> dict[str, Any]:
     """Register the hybrid policy as ``phase3_hybrid`` (aliases ``newest``, and ``good`` when its
     validation net P&L beat the RL part alone)."""
-    name = phase3_params["registered_model_name"]
-    if mlflow.active_run() is None:
-        logger.warning("No active MLflow run: %s is not registered", name)
-        return {"name": name, "version": None, "good": False}
     gap = phase3_evaluation["overfitting_gap"]
-    good = gap["validation_mean_net_pnl"] > phase3_evaluation["validation_rl_only"]["mean_net_pnl"]
-    with tempfile.TemporaryDirectory() as tmp:
-        policy_zip = Path(tmp) / "policy.zip"
-        phase3_policy.save(policy_zip)
-        version = register_policy(policy_zip, name=name, observation_dim=HYBRID_DIM, feature_scaler=feature_scaler,
-                                  observation_layout=observation_layout, good=good,
-                                  tags={"validation_mean_net_pnl": str(gap["validation_mean_net_pnl"])})
-    logger.info("Registered %s version %s", name, version)
-    return {"name": name, "version": version, "good": good, "aliases": ["newest"] + (["good"] if good else [])}
+    return register_model(phase3_policy, name=phase3_params["registered_model_name"], observation_dim=HYBRID_DIM,
+                          feature_scaler=feature_scaler, observation_layout=observation_layout,
+                          good=gap["validation_mean_net_pnl"] > phase3_evaluation["validation_rl_only"]["mean_net_pnl"],
+                          validation_mean_net_pnl=gap["validation_mean_net_pnl"])
 
 
 def write_phase3_health_report(
