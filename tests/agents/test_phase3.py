@@ -184,6 +184,67 @@ def test_async_mode_adopts_worker_answers_with_their_age(synthetic_market, raw_i
     assert not worker._thread.is_alive()
 
 
+class MissingAdvisor:
+    """Never has the answer cached (async mode then asks the worker)."""
+
+    stats = AdvisorStats()
+
+    def advise(self, states, masks, env_ids=None, use_model=True):
+        n = len(states)
+        return Advice(np.full((n, N_ACTIONS), np.nan), np.full(n, np.nan), np.zeros(n, dtype=bool),
+                      np.zeros(n, dtype=bool), ["state"] * n, 0.0)
+
+
+class HandWorker:
+    """A worker whose answers the test writes by hand: key -> (asked at step, probabilities, confidence)."""
+
+    def __init__(self):
+        self.submitted, self.answers = [], {}
+
+    def submit(self, states, masks, env_ids, step):
+        self.submitted.append((list(env_ids), step))
+        return True
+
+    def latest(self, env_ids, step, max_age):
+        from hybrid_trader.advisor.worker import _fresh_answers
+
+        return _fresh_answers(self.answers, env_ids, step, max_age)
+
+
+def test_an_answer_to_a_query_from_before_a_reset_is_never_adopted(synthetic_market, raw_inputs):
+    worker = HandWorker()
+    venv = TradingVecEnv(synthetic_market, EngineConfig(), n_envs=1, phase=3, seed=0)
+    env = AdvisedVecEnv(venv, raw_inputs, MissingAdvisor(), QueryScheduleConfig(query_interval=50), mode="async",
+                        worker=worker)
+    env.reset()
+    env.reset()  # e.g. an evaluation starting over: a new episode before the first answer came
+    (first_key,), first_step = worker.submitted[0]
+    (second_key,), second_step = worker.submitted[1]
+    assert first_key == second_key and second_step > first_step
+    hold = np.array([1.0, 0, 0, 0, 0, 0])
+    worker.answers[first_key] = (first_step, hold, 1.0)  # the stale answer arrives
+    obs, *_ = env.step(np.zeros(1, dtype=int))
+    assert obs[0, ADVICE_PRESENT] == 0 and env.telemetry.answers == 0
+    worker.answers[first_key] = (second_step, hold, 1.0)  # the answer to this episode's query
+    obs, *_ = env.step(np.zeros(1, dtype=int))
+    assert obs[0, ADVICE_PRESENT] == 1 and env.telemetry.answers == 1
+
+
+def test_environments_sharing_a_worker_never_receive_each_others_answers(synthetic_market, raw_inputs):
+    worker = HandWorker()
+    envs = [AdvisedVecEnv(TradingVecEnv(synthetic_market, EngineConfig(), n_envs=2, phase=3, seed=k), raw_inputs,
+                          MissingAdvisor(), QueryScheduleConfig(query_interval=50), mode="async", worker=worker)
+            for k in range(2)]
+    for env in envs:
+        env.reset()
+    keys = [tuple(k) for k, _ in worker.submitted]
+    assert len(set(keys[0]) | set(keys[1])) == 4  # four environments, four worker keys
+    sell = np.array([0, 0, 1.0, 0, 0, 0])
+    worker.answers[keys[0][0]] = (worker.submitted[0][1], sell, 1.0)  # only the first wrapper's env 0
+    observed = [env.step(np.zeros(2, dtype=int))[0] for env in envs]
+    assert observed[0][:, ADVICE_PRESENT].tolist() == [1, 0] and not observed[1][:, ADVICE_PRESENT].any()
+
+
 # -- the fused policy ------------------------------------------------------------------------
 def test_a_fresh_hybrid_without_advice_acts_exactly_as_phase2(synthetic_market, raw_inputs, phase2_model):
     env = advised(synthetic_market, raw_inputs)

@@ -218,10 +218,16 @@ class ProcessAdvisor:
                                         args=(dict(advisor_params), self._requests, self._results, batch_size),
                                         daemon=True)
         self._process.start()
-        try:
-            kind, detail = self._results.get(timeout=start_timeout)
-        except queue.Empty:
-            kind, detail = "error", f"the worker's model did not load within {start_timeout:.0f} s"
+        kind, detail = "error", f"the worker's model did not load within {start_timeout:.0f} s"
+        deadline = time.monotonic() + start_timeout
+        while time.monotonic() < deadline:
+            try:
+                kind, detail = self._results.get(timeout=0.5)
+                break
+            except queue.Empty:
+                if not self._process.is_alive():  # died before reporting (import error, killed, ...)
+                    kind, detail = "error", f"the worker process exited with code {self._process.exitcode}"
+                    break
         if kind != "ready":
             self._switch_off(f"advisor worker unavailable: {detail}")
 

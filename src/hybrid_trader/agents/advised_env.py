@@ -24,6 +24,7 @@ happened; its :meth:`~AdvisorTelemetry.rates` are the reported figures.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -44,6 +45,10 @@ from hybrid_trader.features.registry import HYBRID_DIM, PHASE3_DIM, RTH_MINUTES
 
 __all__ = ["AdvisedVecEnv", "AdvisorTelemetry", "advisor_market_inputs"]
 
+# Wrappers may share one background worker: each keys its environments apart.
+_WRAPPER_IDS = itertools.count()
+_KEYS_PER_WRAPPER = 1_000_000
+
 
 def advisor_market_inputs(bar_features: pd.DataFrame, rows: np.ndarray | pd.Series) -> np.ndarray:
     """``(T, 8)`` raw (unscaled) market inputs of the prompt for the selected rows, in
@@ -59,7 +64,7 @@ class AdvisorTelemetry:
     """Counts over environment steps (one step = one bar of one environment).
 
     Attributes:
-        steps: Environment steps observed.
+        steps: Environment steps taken (actions sent).
         queries: Queries asked (by the schedule).
         cache_hits: Queries answered from the cache.
         queued: Queries sent to the background worker (cache misses in ``async`` mode).
@@ -67,7 +72,7 @@ class AdvisorTelemetry:
         confidence_sum: Sum of the adopted opinions' confidence (top probability).
         disagreements: Adopted opinions whose masked argmax differs from the RL part's masked
             argmax at the bar of adoption.
-        advice_steps: Steps at which the policy saw an opinion (``advice_present`` 1).
+        advice_steps: Steps taken with an opinion in the observation (``advice_present`` 1).
         overrides: Steps at which the executed action was the advisor's argmax and not the RL
             part's argmax.
         advisor_ms: Wall time the environment spent in the advisor (prompting, cache, model in
@@ -152,6 +157,7 @@ class AdvisedVecEnv(VecEnvWrapper):
         self.policy: Any = None
         self.telemetry = AdvisorTelemetry()
         self.step_count = 0
+        self._worker_keys = np.arange(n) + next(_WRAPPER_IDS) * _KEYS_PER_WRAPPER
         self._opinion = np.zeros((n, N_ACTIONS))
         self._confidence = np.zeros(n)
         self._asked_at = np.full(n, -1, dtype=np.int64)  # step of the opinion's query; -1: none
@@ -167,6 +173,8 @@ class AdvisedVecEnv(VecEnvWrapper):
 
     # -- VecEnv ------------------------------------------------------------------------
     def reset(self) -> np.ndarray:
+        # A new step number, so that no answer to a query of the episodes left behind passes as fresh.
+        self.step_count += 1
         obs = self.venv.reset()
         self.schedule.reset(side=self.engine.side)
         self._forget(np.arange(self.num_envs))
@@ -175,6 +183,8 @@ class AdvisedVecEnv(VecEnvWrapper):
     def step_async(self, actions: np.ndarray) -> None:
         actions = np.asarray(actions).reshape(-1)
         present = self._asked_at >= 0
+        self.telemetry.steps += self.num_envs
+        self.telemetry.advice_steps += int(present.sum())
         if present.any():
             advised = np.where(self._masks, self._opinion, -1.0).argmax(axis=1)
             self.telemetry.overrides += int((present & (actions == advised) & (advised != self._rl_argmax)).sum())
@@ -239,7 +249,6 @@ class AdvisedVecEnv(VecEnvWrapper):
             top, self._rl_argmax = rl.max(axis=1), rl.argmax(axis=1)
         else:
             top, self._rl_argmax = np.full(n, np.nan), np.zeros(n, dtype=np.int64)
-        self.telemetry.steps += n
         self.last_queried = np.zeros(n, dtype=bool)
         if self.advisor is not None:
             start = time.perf_counter()
@@ -253,7 +262,6 @@ class AdvisedVecEnv(VecEnvWrapper):
         if stale.any():
             self._asked_at[stale] = -1
             self._opinion[stale], self._confidence[stale] = 0.0, 0.0
-        self.telemetry.advice_steps += int((self._asked_at >= 0).sum())
         return self._with_opinion(obs, np.arange(n))
 
     def _ask(self, envs: np.ndarray) -> None:
@@ -271,16 +279,17 @@ class AdvisedVecEnv(VecEnvWrapper):
             missed = np.array([p is not None for p in advice.prompts]) & ~advice.cache_hit
             if missed.any():
                 rows = envs[missed]
-                self.worker.submit([states[k] for k in np.flatnonzero(missed)], self._masks[rows], rows.tolist(),
-                                   self.step_count)
-                self._waiting_since[rows] = self.step_count
-                tel.queued += len(rows)
+                if self.worker.submit([states[k] for k in np.flatnonzero(missed)], self._masks[rows],
+                                      self._worker_keys[rows].tolist(), self.step_count):
+                    self._waiting_since[rows] = self.step_count
+                    tel.queued += len(rows)
 
     def _collect_worker_answers(self) -> None:
         waiting = np.flatnonzero(self._waiting_since >= 0)
         if not len(waiting) or self.worker is None:
             return
-        probabilities, confidence, age = self.worker.latest(waiting.tolist(), self.step_count, self.max_advice_age)
+        probabilities, confidence, age = self.worker.latest(self._worker_keys[waiting].tolist(), self.step_count,
+                                                            self.max_advice_age)
         asked_at = self.step_count - age
         # An answer from this episode that is newer than the opinion held (the worker may answer
         # an earlier query of this environment than its newest one).

@@ -155,10 +155,10 @@ def backtest_metrics(episodes: pd.DataFrame, steps: pd.DataFrame, starting_balan
     }
 
 
-def add_deflated_sharpe(results: list[dict[str, Any]], earlier_trials: list[float]) -> list[float]:
-    """Set each result's ``dsr``: the deflated Sharpe ratio against every trial, i.e. the daily
-    Sharpe ratios of this run's agents on the same split and costs plus ``earlier_trials``
-    (earlier runs' logged ones). Returns the trials used per (split, costs)."""
+def add_deflated_sharpe(results: list[dict[str, Any]], earlier_trials: list[float]) -> None:
+    """Set each result's ``dsr`` and ``dsr_trials``: the deflated Sharpe ratio against every
+    trial, i.e. the daily Sharpe ratios of this run's agents on the same split and costs, plus
+    ``earlier_trials`` (earlier runs' logged ones) for test days at 1x costs."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for result in results:
         groups.setdefault((result["split"], result["cost_multiple"]), []).append(result)
@@ -169,4 +169,3 @@ def add_deflated_sharpe(results: list[dict[str, Any]], earlier_trials: list[floa
         for member in members:
             member["dsr"] = deflated_sharpe_ratio(member["daily_returns"], trials)
             member["dsr_trials"] = len(trials)
-    return earlier_trials

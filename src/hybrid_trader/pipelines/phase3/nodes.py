@@ -120,8 +120,9 @@ def train_phase3_policy(
     frames = (clean_bars, model_input_features, bar_features, contract, environment_params)
     train_env = make_advised_env(*frames, "train", config, advisor=advisor, worker=worker, n_envs=config.ppo.n_envs,
                                  episode_mode="random_start", seed=config.ppo.seed)
-    eval_env = make_advised_env(*frames, "validation", config, advisor=advisor, worker=worker, n_envs=1,
-                                episode_mode="full_session", seed=config.ppo.seed)
+    # Validation during training reads the cache only (pre-scored): repeatable, and no load on the worker.
+    eval_env = make_advised_env(*frames, "validation", config, advisor=advisor, worker=None, n_envs=1,
+                                episode_mode="full_session", seed=config.ppo.seed, mode="cached")
     clean_exit = False
     try:
         result, warmup = train_phase3(config, phase2, train_env, eval_env, eval_env.engine.market.n_sessions,
@@ -175,16 +176,18 @@ def evaluate_phase3_policy(
     equal numbers of sessions) of the hybrid, and its validation backtest beside the RL part alone."""
     config = Phase3Config.from_params(phase3_params)
     contract = contract_from_spec(market_spec)
-    advisor, worker = _advisor_and_worker(config, advisor_params, advice_cache)
+    advisor = Advisor.from_params(advisor_params, cache=advice_cache) if config.use_advisor else None
     frames = (clean_bars, model_input_features, bar_features, contract, environment_params)
     n = min(len(split_days(model_input_features, "train")), len(split_days(model_input_features, "validation")))
-    envs = {split: make_advised_env(*frames, split, config, advisor=advisor, worker=worker, n_envs=1,
-                                    episode_mode="full_session", max_sessions=n) for split in ("train", "validation")}
+    # Cached answers only (the flat prompts of these days are pre-scored): the backtests repeat exactly.
+    envs = {split: make_advised_env(*frames, split, config, advisor=advisor, worker=None, n_envs=1,
+                                    episode_mode="full_session", max_sessions=n, mode="cached")
+            for split in ("train", "validation")}
     try:
         gap = overfitting_gap(phase3_policy, envs["train"], envs["validation"])
         rl_only = summarize(backtest_hybrid(phase3_policy, envs["validation"], llm_weight=0.0))
     finally:
-        _close(advisor, worker, *envs.values())
+        _close(advisor, None, *envs.values())
     logger.info("Phase 3 overfitting gap %.3f (train %.3f, validation %.3f mean episode reward over %d sessions)",
                 gap["gap"], gap["train_mean_reward"], gap["validation_mean_reward"], n)
     return {"overfitting_gap": gap, "validation_rl_only": rl_only}
