@@ -75,3 +75,25 @@ def test_backtest_metrics_of_two_hand_made_sessions():
                               "unknown": {"mean_daily_pnl": -250.0, "sessions": 1}}
     daily = np.array([0.01, -0.005])
     assert m["sharpe_daily"] == pytest.approx(daily.mean() / daily.std(ddof=1))
+
+
+def test_earlier_runs_sharpe_ratios_are_found_in_mlflow(tmp_path):
+    import mlflow
+
+    from hybrid_trader.evaluation.report import earlier_trial_sharpes
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("trials")
+    try:
+        with mlflow.start_run():  # an earlier run, logged as kedro-mlflow names it
+            mlflow.log_metrics({"backtest_mlflow_metrics.test_1x/hybrid/sharpe_daily": 0.3,
+                                "backtest_mlflow_metrics.test_1x/phase2/sharpe_daily": -0.1,
+                                "backtest_mlflow_metrics.test_2x/hybrid/sharpe_daily": 0.2,
+                                "backtest_mlflow_metrics.test_1x/hybrid/net_pnl": 100.0})
+        with mlflow.start_run():
+            mlflow.log_metric("backtest_mlflow_metrics.test_1x/flat/sharpe_daily", 0.9)  # this run: not earlier
+            assert sorted(earlier_trial_sharpes()) == [-0.1, 0.3]
+        assert earlier_trial_sharpes() == []  # no active run
+    finally:
+        mlflow.set_tracking_uri(previous)

@@ -17,7 +17,8 @@ _PERCENT = {"max_drawdown_pct", "win_rate", "psr", "dsr"}
 
 
 def metric_key(split: str, cost_multiple: float, agent: str, name: str) -> str:
-    """The MLflow metric name of one figure, e.g. ``test_1x/hybrid/sharpe_daily``."""
+    """The metric name of one figure, e.g. ``test_1x/hybrid/sharpe_daily`` (MLflow shows it after the
+    dataset's name: ``backtest_mlflow_metrics.test_1x/hybrid/sharpe_daily``)."""
     return f"{split}_{cost_multiple:g}x/{agent}/{name}"
 
 
@@ -59,7 +60,9 @@ def earlier_trial_sharpes(split: str = "test", cost_multiple: float = 1.0) -> li
     if found.empty:
         return []
     found = found[found["run_id"] != run.info.run_id]
-    prefix, suffix = f"metrics.{split}_{cost_multiple:g}x/", "/sharpe_daily"
-    columns = [c for c in found.columns if c.startswith(prefix) and c.endswith(suffix)]
+    # Logged as "<dataset name>.<split>_<cost>x/<agent>/sharpe_daily" (kedro-mlflow adds the prefix).
+    part, suffix = f"{split}_{cost_multiple:g}x/", "/sharpe_daily"
+    columns = [c for c in found.columns if c.startswith("metrics.") and c.endswith(suffix)
+               and c.removeprefix("metrics.").split(".")[-1].startswith(part)]
     values = found[columns].to_numpy().ravel() if columns else []
     return [float(v) for v in values if pd.notna(v)]
