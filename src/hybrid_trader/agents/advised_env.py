@@ -165,7 +165,6 @@ class AdvisedVecEnv(VecEnvWrapper):
         self._episode_start = np.zeros(n, dtype=np.int64)
         self._rl_argmax = np.zeros(n, dtype=np.int64)
         self._masks = np.ones((n, N_ACTIONS), dtype=bool)
-        self.last_queried = np.zeros(n, dtype=bool)
 
     def attach_policy(self, policy: Any) -> None:
         """The hybrid policy whose RL part decides "uncertain" (without it, never uncertain)."""
@@ -249,14 +248,12 @@ class AdvisedVecEnv(VecEnvWrapper):
             top, self._rl_argmax = rl.max(axis=1), rl.argmax(axis=1)
         else:
             top, self._rl_argmax = np.full(n, np.nan), np.zeros(n, dtype=np.int64)
-        self.last_queried = np.zeros(n, dtype=bool)
         if self.advisor is not None:
             start = time.perf_counter()
             self._collect_worker_answers()
             due = self.schedule.due(top, self.engine.side)
             if due.any():
                 self._ask(np.flatnonzero(due))
-            self.last_queried = due
             self.telemetry.advisor_ms += (time.perf_counter() - start) * 1e3
         stale = (self._asked_at >= 0) & (self.step_count - self._asked_at > self.max_advice_age)
         if stale.any():

@@ -1,7 +1,7 @@
 """The training-health report: the failed run's figures, this run's, the targets.
 
 Each metric is defined here once (:data:`METRICS`) and in ``docs/phase3.md``;
-:func:`measure` computes this run's values from the training history and the
+:func:`measure` computes this run's values from the per-update records and the
 advisor's telemetry, :func:`health_report` judges them against the targets.
 A metric whose value cannot be computed (e.g. no advice at all) fails.
 """

@@ -71,13 +71,6 @@ def _load_phase2(phase2_best_policy: Any, source: str) -> Any:
                          "Run `kedro run --pipelines=phase2` first, or use phase2_source: catalog.") from error
 
 
-def _advisor_and_worker(config: Phase3Config, advisor_params: dict[str, Any], advice_cache: AdviceCache):
-    if not config.use_advisor:
-        return None, None
-    advisor = Advisor.from_params(advisor_params, cache=advice_cache)
-    return advisor, start_worker(config, advisor, advisor_params)
-
-
 def _close(advisor: Advisor | None, worker: AsyncAdvisor | ProcessAdvisor | None, *envs: Any) -> bool:
     """Close everything; ``True`` when all closed without error."""
     clean = True
@@ -116,7 +109,8 @@ def train_phase3_policy(
     config = Phase3Config.from_params(phase3_params)
     phase2 = _load_phase2(phase2_best_policy, phase3_params["phase2_source"])
     contract = contract_from_spec(market_spec)
-    advisor, worker = _advisor_and_worker(config, advisor_params, advice_cache)
+    advisor = Advisor.from_params(advisor_params, cache=advice_cache) if config.use_advisor else None
+    worker = start_worker(config, advisor, advisor_params) if advisor is not None else None
     frames = (clean_bars, model_input_features, bar_features, contract, environment_params)
     train_env = make_advised_env(*frames, "train", config, advisor=advisor, worker=worker, n_envs=config.ppo.n_envs,
                                  episode_mode="random_start", seed=config.ppo.seed)
