@@ -48,10 +48,16 @@ def test_scaler_sees_no_validation_or_test_row():
 
 def test_scaler_ignores_warm_up_rows_and_rejects_bad_files():
     features = _features()
-    features.loc[:9, "valid_for_trading"] = False
-    features.loc[:9, list(SCALED_FEATURES)] = 1e9
-    splits = pd.DataFrame({"session_date": features["session_date"].unique(), "split": "train"})
+    warm_up = features.index % 40 < 15  # each day's first 15 of 40 bars: too many for a median to shrug off
+    features.loc[warm_up, "valid_for_trading"] = False
+    features.loc[warm_up, list(SCALED_FEATURES)] = 1e9
+    splits = pd.DataFrame({"session_date": features["session_date"].unique(),
+                           "split": ["train", "train", "train", "validation", "test"]})
     fitted = fit_feature_scaler(features, splits, {"clip": 5.0})
+    train_rows = features["session_date"].isin(splits.loc[splits["split"] == "train", "session_date"])
+    reference = FeatureScaler.fit(features.loc[train_rows & ~warm_up], clip=5.0)
+    assert fitted["center"] == reference.center and fitted["scale"] == reference.scale
+    assert fitted["fitted_on"] == {"rows": 3 * 25, "train_days": 3}
     assert max(abs(v) for v in fitted["center"].values()) < 1.0
     with pytest.raises(ValueError, match="lacks"):
         FeatureScaler.from_dict({"center": {}})
