@@ -124,7 +124,11 @@ def test_resume_restores_the_env_rng_and_the_best_score_and_a_fresh_run_starts_c
     work = tmp_path / "work"
     train_phase2(tiny_config, train_env, eval_env, 1, work, progress_bar=False)
     _, sidecar = latest_checkpoint(work / "checkpoints")
-    best = json.loads((work / "best" / "best_score.json").read_text())["best_mean_reward"]
+    # A best so far that the resumed run cannot beat: a run that forgot it would save its first evaluation.
+    best_file, best_zip = work / "best" / "best_score.json", work / "best" / "best_model.zip"
+    unbeatable = {"best_mean_reward": 1e9, "num_timesteps": 128}
+    best_file.write_text(json.dumps(unbeatable))
+    best_model_bytes = best_zip.read_bytes()
 
     class Spy(TradingVecEnv):
         first_state = None
@@ -146,7 +150,9 @@ def test_resume_restores_the_env_rng_and_the_best_score_and_a_fresh_run_starts_c
     expected.choice(spy.engine._random_starts, size=2)
     assert Spy.first_state == expected.bit_generator.state
     assert resumed.model.num_timesteps == 192
-    assert json.loads((work / "best" / "best_score.json").read_text())["best_mean_reward"] >= best
+    assert resumed.history["eval/mean_reward"][-1][0] == 192  # the resumed run did evaluate ...
+    assert json.loads(best_file.read_text()) == unbeatable  # ... and kept the best so far
+    assert best_zip.read_bytes() == best_model_bytes
 
     train_phase2(tiny_config, train_env, eval_env, 1, work, progress_bar=False)  # resume: false
     assert latest_checkpoint(work / "checkpoints")[1]["num_timesteps"] == 128  # older, longer run gone
