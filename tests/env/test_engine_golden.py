@@ -182,14 +182,49 @@ def test_favourable_extreme_first_raises_the_floor_in_the_same_bar():
     assert END_REASONS[results[-1].end_reason[0]] == "drawdown_breach"
 
 
-def test_floor_locks_at_the_starting_balance():
+def test_floor_locks_at_the_starting_balance_plus_the_lock_offset():
     opens = flat_session(10)
     highs = opens.copy()
     highs[2] = 20_200.0
     market = make_market(opens, highs=highs, atr=100.0)  # target 400 points away
     engine, _ = run(market, [B, H, H, H])
-    assert engine.peak[0] > START + 2_500
+    assert engine.peak[0] > START + 2_600
+    assert engine.floor[0] == START + 100  # Apex 50K: the threshold stops trailing at $50,100
+    engine, _ = run(market, [B, H, H, H], EngineConfig(episode_mode="full_session", threshold_lock_offset=0.0))
     assert engine.floor[0] == START
+
+
+def _peak_then_low_market(low):
+    # ATR 100: stop 200 points, target 400 points away. Entry at bar 1's open 20000; from bar 2
+    # on the market trades at 20100, with bar 2's high setting the peak and bar 3's low the low.
+    opens = flat_session(10)
+    opens[2:] = 20_100.0
+    highs, lows = opens.copy(), opens.copy()
+    highs[2] = 20_135.0
+    lows[3] = low
+    return make_market(opens, highs=highs, lows=lows, atr=100.0)
+
+
+def test_a_low_under_the_locked_threshold_breaches():
+    # Peak at bar 2's high: 50000 - 2.25 + (20135 - 20000.25) x 20 = 52692.75; the trailing
+    # threshold 52692.75 - 2500 = 50192.75 is capped at the lock 50000 + 100 = 50100.
+    # Bar 3's low 20003: 50000 - 2.25 + 2.75 x 20 = 50052.75 <= 50100 -> breach.
+    engine, results = run(_peak_then_low_market(20_003.0), [B, H, H, H])
+    assert engine.peak[0] == pytest.approx(52_692.75) and engine.floor[0] == pytest.approx(50_100.0)
+    assert END_REASONS[results[-1].end_reason[0]] == "drawdown_breach" and len(results) == 3
+    # Liquidated at the low minus slippage, 20002.75: 2.5 points x $20 - 2 x $2.25.
+    assert engine.cash[0] == pytest.approx(START + 50.0 - 4.5)
+    assert engine.exit_counts[0].tolist() == [1, 0, 0, 0]
+
+
+def test_a_low_above_the_locked_threshold_does_not_breach():
+    # Bar 3's low 20008: 50000 - 2.25 + 7.75 x 20 = 50152.75 > 50100.
+    engine, results = run(_peak_then_low_market(20_008.0), [B, H, H])
+    assert not results[-1].terminated[0] and engine.side[0] == 1
+    # With the lock at the starting balance itself, the first low would not breach either.
+    engine, results = run(_peak_then_low_market(20_003.0), [B, H, H],
+                          EngineConfig(episode_mode="full_session", threshold_lock_offset=0.0))
+    assert not results[-1].terminated[0] and engine.floor[0] == START
 
 
 def test_no_position_carried_into_the_next_session():
@@ -246,6 +281,8 @@ def test_rejected_engine_configs():
         EngineConfig(drawdown_limit=0)
     with pytest.raises(ValueError, match="episode_mode"):
         EngineConfig(episode_mode="forever")
+    with pytest.raises(ValueError, match="threshold_lock_offset"):
+        EngineConfig(threshold_lock_offset=-1.0)
 
 
 # ----------------------------------------------------------------- short side
@@ -309,5 +346,5 @@ def test_target_bar_judges_the_adverse_extreme_before_the_target():
     # Low first: 50000 - 2.25 - 95.25 x 20 = 48092.75 > floor 47500 -> no breach; then the target.
     assert not results[-1].terminated[0]
     assert engine.cash[0] == pytest.approx(START + 200 * 20 - 4.5)
-    assert engine.peak[0] == pytest.approx(START + 3_995.5) and engine.floor[0] == START
+    assert engine.peak[0] == pytest.approx(START + 3_995.5) and engine.floor[0] == START + 100
     assert engine.mfe[0] == pytest.approx(200.0) and engine.mae[0] == pytest.approx(95.25)

@@ -43,7 +43,8 @@ def test_accounting_and_rule_invariants(synthetic_market, actions, seed, mode):
         assert engine.equity[0] == engine.cash[0] + marked  # equity = cash + marked position
         assert engine.commission_paid[0] == engine.fills[0] * commission  # once per fill
         assert engine.fills[0] == 2 * engine.closed_trades[0] + (side != 0)
-        assert engine.floor[0] >= last_floor and engine.floor[0] <= start  # trails up, locks at start
+        lock = start + engine.config.threshold_lock_offset
+        assert engine.floor[0] >= last_floor and engine.floor[0] <= lock  # trails up, then locks
         last_floor = engine.floor[0]
         if result.invalid_action[0]:
             assert not masks[action]

@@ -23,7 +23,9 @@ bar ``t + 1``:
 5. Apex trailing drawdown, judged on the most adverse path the bar allows
    while the position is open: open, then the favourable extreme (raising the
    equity peak), then the adverse extreme, compared with the floor
-   ``min(peak - drawdown_limit, starting_balance)``. An exit at the open sees
+   ``min(peak - drawdown_limit, starting_balance + threshold_lock_offset)``:
+   the trailing threshold stops trailing at the starting balance plus the
+   offset ($50,100 on an Apex 50K account). An exit at the open sees
    only its fill; a bar that ends at the target saw its adverse extreme first
    and no favourable excursion beyond the open; a stop assumed over a touched
    target likewise. Touching the floor is a breach: the position is liquidated
@@ -67,6 +69,8 @@ class EngineConfig:
         contracts: Contracts per position.
         starting_balance: Account balance at the start of every episode ($).
         drawdown_limit: Apex trailing drawdown ($).
+        threshold_lock_offset: The trailing threshold stops trailing at the
+            starting balance plus this ($; Apex: 100).
         stop_atr_multiple: Stop distance from the entry, in ATR-14 at the decision.
         target_stop_ratio: Target distance as a multiple of the stop distance.
         trailing_atr_multiple: Trailing-stop distance, in ATR-14 when enabled.
@@ -81,6 +85,7 @@ class EngineConfig:
     contracts: int = 1
     starting_balance: float = 50_000.0
     drawdown_limit: float = 2_500.0
+    threshold_lock_offset: float = 100.0
     stop_atr_multiple: float = 2.0
     target_stop_ratio: float = 2.0
     trailing_atr_multiple: float = 2.0
@@ -96,6 +101,8 @@ class EngineConfig:
                      "trailing_atr_multiple", "reward_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"environment.{name} must be > 0")
+        if self.threshold_lock_offset < 0:
+            raise ValueError("environment.threshold_lock_offset must be >= 0")
         if self.breach_penalty < 0:
             raise ValueError("environment.breach_penalty must be >= 0")
         if self.max_episode_steps < 1:
@@ -217,7 +224,7 @@ class TradingEngine:
         self.cash[envs] = balance
         self.equity[envs] = balance
         self.peak[envs] = balance
-        self.floor[envs] = balance - self.config.drawdown_limit
+        self.floor[envs] = self._floor_of(self.peak[envs])
 
     # -------------------------------------------------------------------- masks
     def action_masks(self) -> np.ndarray:
@@ -242,6 +249,12 @@ class TradingEngine:
         return masks
 
     # --------------------------------------------------------------------- step
+    def _floor_of(self, peak: np.ndarray) -> np.ndarray:
+        """The Apex trailing threshold: ``drawdown_limit`` under the equity peak, locked once it
+        reaches the starting balance plus ``threshold_lock_offset``."""
+        cfg = self.config
+        return np.minimum(peak - cfg.drawdown_limit, cfg.starting_balance + cfg.threshold_lock_offset)
+
     def _ticks(self, points: np.ndarray) -> np.ndarray:
         """Round a distance to whole ticks, at least one tick."""
         return np.maximum(np.round(points / self._tick), 1.0) * self._tick
@@ -316,7 +329,7 @@ class TradingEngine:
         equity_prev = self.equity
         self.equity = self.cash + self.side * self._point_value * (close - self.entry)
         self.peak = np.maximum(self.peak, self.equity)
-        self.floor = np.minimum(self.peak - cfg.drawdown_limit, cfg.starting_balance)
+        self.floor = self._floor_of(self.peak)
         breach |= self.equity <= self.floor
         if self.trailing.any():
             self._ratchet(close - self.side * self.trail_distance, still_in & self.trailing)
@@ -336,7 +349,6 @@ class TradingEngine:
 
     def _play_position_bar(self, side, in_position, held_before, last_bar, bar_open, high, low) -> np.ndarray:
         """Steps 3-5 for the bar just opened: deadline, stop/target, drawdown. Returns breaches."""
-        cfg = self.config
         long = side > 0
         # The bar's extremes as seen by the position: best and worst price for its side.
         best_price = np.where(long, high, low)
@@ -369,7 +381,7 @@ class TradingEngine:
         equity_favourable = self.cash + position_value * (favourable - self.entry)
         equity_adverse = self.cash + position_value * (adverse - self.entry)
         self.peak = np.where(in_position, np.maximum(self.peak, equity_favourable), self.peak)
-        self.floor = np.minimum(self.peak - cfg.drawdown_limit, cfg.starting_balance)
+        self.floor = self._floor_of(self.peak)
         breach = in_position & (equity_adverse <= self.floor)
         best = np.where(target_hit & ~breach, target_fill, favourable)
         self.mfe = np.where(in_position, np.maximum(self.mfe, side * (best - self.entry)), self.mfe)
