@@ -50,6 +50,27 @@ def test_long_round_trip_nq_to_the_flat_deadline():
     assert engine.exit_counts[0].tolist() == [0, 1, 0, 0]
 
 
+@pytest.mark.parametrize("side, last_open, points", [(B, 20_045.0, 20_045.0 - 20_000.25),
+                                                     (S, 19_950.0, 19_999.75 - 19_950.0)])
+def test_an_open_beyond_the_target_on_the_last_bar_fills_at_the_open(side, last_open, points):
+    # Target 40 points from the fill; the 16:59 bar opens beyond it: the resting target fills at
+    # that open, without slippage, as on any other bar (not at the deadline's open minus slippage).
+    opens = flat_session()
+    opens[7] = last_open
+    engine, results = run(make_market(opens), [side] + [H] * 6)
+    assert END_REASONS[results[-1].end_reason[0]] == "session_end" and len(results) == 7
+    assert engine.cash[0] == pytest.approx(START + points * 20 - 4.5)
+    assert engine.exit_counts[0].tolist() == [0, 0, 0, 1]
+
+
+def test_an_open_beyond_the_stop_on_the_last_bar_fills_at_the_open_minus_slippage():
+    opens = flat_session()
+    opens[7] = 19_970.0  # below the stop 19980.25
+    engine, results = run(make_market(opens), [B] + [H] * 6)
+    assert engine.cash[0] == pytest.approx(START - (20_000.25 - 19_969.75) * 20 - 4.5)
+    assert engine.exit_counts[0].tolist() == [0, 0, 1, 0]
+
+
 def test_short_round_trip_es():
     opens = np.full(8, 5_000.0)
     opens[7] = 4_990.0

@@ -13,13 +13,15 @@ bar ``t + 1``:
 2. An entry fills at ``open_{t+1} +/- slippage`` (adverse), with one
    commission. Its stop and target are placed at ``stop_atr_multiple x ATR_t``
    and ``target_stop_ratio x`` that distance from the fill (rounded to ticks).
-3. At the open of the session's last bar (16:59, or the early-close bar) an
-   open position is closed at ``open +/- slippage``: the flat deadline.
-4. An open beyond the target or the stop fills there at the open (a target
-   at the better open price; a stop at the open minus slippage). Otherwise the
-   stop and target are checked against bar ``t+1``'s low/high; when both are
-   touched the stop is assumed (the worse). A stop fills at the stop minus
-   slippage; a target at the target without slippage (a resting limit).
+3. An open beyond the target or the stop fills there at the open (a target
+   at the better open price; a stop at the open minus slippage), on any bar,
+   the session's last included.
+4. Otherwise, at the open of the session's last bar (16:59, or the early-close
+   bar) an open position is closed at ``open +/- slippage``: the flat deadline.
+   On the other bars the stop and target are checked against bar ``t+1``'s
+   low/high; when both are touched the stop is assumed (the worse). A stop
+   fills at the stop minus slippage; a target at the target without slippage
+   (a resting limit).
 5. Apex trailing drawdown, judged on the most adverse path the bar allows
    while the position is open: open, then the favourable extreme (raising the
    equity peak), then the adverse extreme, compared with the floor
@@ -353,16 +355,17 @@ class TradingEngine:
         # The bar's extremes as seen by the position: best and worst price for its side.
         best_price = np.where(long, high, low)
         worst_price = np.where(long, low, high)
-        # 3-4. Flat deadline; then an open beyond the target or stop fills there first;
-        # then stop and target against the bar's range (the stop when both are touched).
-        forced = in_position & last_bar
-        live = in_position ^ forced
-        open_held = live & held_before
+        # 3-4. An open beyond the target or stop fills there first, on every bar (the last
+        # too); else the flat deadline closes at the last bar's open; else stop and target
+        # against the bar's range (the stop when both are touched).
+        open_held = in_position & held_before
         gapped_target = open_held & (side * (bar_open - self.target) >= 0)
-        gapped_stop = open_held & (side * (bar_open - self.stop) <= 0)
+        gapped_stop = open_held & ~gapped_target & (side * (bar_open - self.stop) <= 0)
+        forced = in_position & last_bar & ~gapped_target & ~gapped_stop
+        live = in_position & ~last_bar  # the bar's range plays only before the deadline
         touched_target = side * (best_price - self.target) >= 0
-        stop_hit = live & ~gapped_target & (gapped_stop | (side * (worst_price - self.stop) <= 0))
-        target_hit = live & ~stop_hit & (gapped_target | touched_target)
+        stop_hit = gapped_stop | (live & ~gapped_target & (side * (worst_price - self.stop) <= 0))
+        target_hit = gapped_target | (live & ~stop_hit & touched_target)
         slip = side * self._slip
         stop_fill = np.where(gapped_stop, bar_open, self.stop) - slip
         target_fill = np.where(gapped_target, bar_open, self.target)
