@@ -30,6 +30,12 @@ def test_max_drawdown_in_dollars_and_from_the_peak():
     assert max_drawdown([100, 110, 120]) == (0.0, 0.0)
 
 
+def test_max_drawdown_pct_is_the_largest_percentage_fall_not_that_of_the_largest_dollar_fall():
+    # Falls: 100 -> 50 is $50 = 50% of its peak; 200 -> 120 is $80 = 40%. Each is its own maximum.
+    assert max_drawdown([100, 50, 200, 120]) == (80.0, 0.5)
+    assert max_drawdown([200, 120, 100, 50]) == (150.0, 0.75)
+
+
 def test_profit_factor_and_trade_statistics():
     trades = [100.0, -50.0, 30.0, -20.0]
     assert profit_factor(trades) == pytest.approx(130 / 70)

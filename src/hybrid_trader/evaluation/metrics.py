@@ -42,15 +42,19 @@ def sortino_ratio(daily_returns: Sequence[float]) -> float:
 
 
 def max_drawdown(equity: Sequence[float]) -> tuple[float, float]:
-    """Largest fall of the equity path from its running peak: ``(dollars, fraction of that peak)``
-    (both >= 0)."""
+    """Maximum drawdown of the equity path, ``(dollars, fraction)``, both >= 0: the largest fall
+    from the running peak in dollars, and the largest fall as a fraction of its running peak,
+    ``max((peak - e) / peak)``. Each is its own maximum: the two may come from different falls
+    (a smaller dollar fall from a lower peak is a larger fraction). The fraction is NaN when the
+    running peak is ever <= 0."""
     e = np.asarray(equity, dtype=float)
     if len(e) == 0:
         return 0.0, 0.0
     peak = np.maximum.accumulate(e)
     falls = peak - e
-    i = int(np.argmax(falls))
-    return float(falls[i]), float(falls[i] / peak[i]) if peak[i] > 0 else float("nan")
+    if not (peak > 0).all():
+        return float(falls.max()), float("nan")
+    return float(falls.max()), float((falls / peak).max())
 
 
 def profit_factor(trade_pnl: Sequence[float]) -> float:
