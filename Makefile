@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export KEDRO_DISABLE_TELEMETRY := 1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup browser run test viz mlflow-ui clean-outputs
+.PHONY: setup browser run test viz mlflow-ui clean-outputs mutation
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,3 +43,24 @@ mlflow-ui: setup
 clean-outputs:
 	find data -type f ! -name .gitkeep -delete
 	rm -rf mlflow.db mlruns
+
+# Mutation testing of the core modules, one module after the other (not in CI; see
+# docs/testing.md). The test selection lives in pyproject.toml's [tool.mutmut].
+MUTATION_MODULES := hybrid_trader.advisor.schedule hybrid_trader.agents.health hybrid_trader.agents.fusion \
+	hybrid_trader.evaluation.metrics hybrid_trader.env.engine
+MUTATION_JOBS ?= 1
+
+mutation: setup
+	$(PY) -m pip install --quiet -r requirements-mutation.txt
+	for module in $(MUTATION_MODULES); do \
+	  $(VENV)/bin/mutmut run --max-children $(MUTATION_JOBS) "$$module.*" || exit 1; done
+	@# Killed share = (killed + timeout) / mutants; "no tests" counts as not killed.
+	@$(VENV)/bin/mutmut results --all true | awk -F': ' -v modules="$(MUTATION_MODULES)" ' \
+	  { m = $$1; sub(/^ +/, "", m); sub(/\.[^.]*$$/, "", m); n[m]++ } \
+	  $$2 == "killed" || $$2 == "timeout" { k[m]++ } \
+	  $$2 == "survived" { s[m]++ } \
+	  $$2 == "no tests" { t[m]++ } \
+	  END { printf "%-34s %8s %7s %9s %9s %7s\n", "module", "mutants", "killed", "survived", "no tests", "score"; \
+	        count = split(modules, order, " "); \
+	        for (i = 1; i <= count; i++) { m = order[i]; \
+	          printf "%-34s %8d %7d %9d %9d %6.1f%%\n", m, n[m], k[m], s[m], t[m], n[m] ? 100 * k[m] / n[m] : 0 } }'
