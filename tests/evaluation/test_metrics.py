@@ -56,6 +56,19 @@ def test_probabilistic_sharpe_ratio_on_a_known_example():
     assert probabilistic_sharpe_ratio(PSR_RETURNS, benchmark_sharpe=0.632456) == pytest.approx(0.5, abs=1e-5)
 
 
+def test_probabilistic_sharpe_ratio_with_skew_and_kurtosis():
+    # Left-skewed: mean 0.01; m2 = 7/30000, m3 = -3e-6, m4 = 49/3e8; sample variance 2.8e-4.
+    # SR = 0.01 / sqrt(2.8e-4) = 0.597614; g3 = m3 / m2^1.5 = -0.841698; g4 = m4 / m2^2 = 3.
+    # Denominator 1 - g3 SR + (g4 - 1)/4 SR^2 = 1 + 0.503011 + 0.178571 = 1.681582;
+    # PSR = Phi(0.597614 * sqrt(5) / sqrt(1.681582)) = Phi(1.030498). Negative skew lowers it:
+    # with the skew term's sign flipped it would be Phi(1.625825) = 0.948007.
+    assert probabilistic_sharpe_ratio([-0.02, 0.01, 0.01, 0.01, 0.02, 0.03]) == pytest.approx(0.8486118, abs=1e-6)
+    # Right-skewed: mean 0.01; m2 = 2.4e-4, m3 = 4.8e-6, m4 = 1.68e-7; sample variance 3e-4.
+    # SR = 0.577350; g3 = 1.290994; g4 = 2.916667; denominator 1 - 0.745356 + 0.159722 = 0.414366;
+    # PSR = Phi(0.577350 * 2 / sqrt(0.414366)) = Phi(1.793813). Positive skew raises it.
+    assert probabilistic_sharpe_ratio([0.0, 0.0, 0.0, 0.01, 0.04]) == pytest.approx(0.9635785, abs=1e-6)
+
+
 def test_deflated_sharpe_ratio_on_a_known_example():
     # Trials 0.1, 0.3, 0.5: V = 0.04; N = 3: Phi^-1(2/3) = 0.430727, Phi^-1(1 - 1/(3e)) = 1.161957;
     # SR0 = 0.2 * (0.422784 * 0.430727 + 0.577216 * 1.161957) = 0.170561.
