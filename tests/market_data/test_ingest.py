@@ -237,8 +237,7 @@ def test_naive_timestamps_use_the_configured_zone(tmp_path, two_day_bars):
     path = _write(frame, tmp_path / "naive.csv")
     result = _ingest(path, assume_timezone="America/New_York")
     assert len(result.bars) == 1020 and result.report["rules"]["outside_session"]["count"] == 0
-    shifted = _ingest(path)  # read as UTC these bars land 4-5 hours early
-    assert shifted.report["rules"]["outside_session"]["count"] > 0
+    assert result.report["timestamps_without_offset"] == 1020
 
 
 def test_missing_file_says_what_to_do(tmp_path):
@@ -272,3 +271,72 @@ def test_strict_mode_refuses_a_dropped_session(tmp_path, two_day_bars):
     frame = _plain_frame(two_day_bars).drop(index=range(600, 620))
     with pytest.raises(DataQualityError, match="incomplete_session"):
         _ingest(_write(frame, tmp_path / "gap.csv"), strict=True)
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["timestamp,open,high,low,close,volume",
+     "ts_event,rtype,publisher_id,instrument_id,open,high,low,close,volume,symbol"],
+    ids=["plain", "databento"],
+)
+def test_header_only_file_names_file_and_rule(tmp_path, header):
+    path = tmp_path / "header_only.csv"
+    path.write_text(header + "\n")
+    with pytest.raises(DataQualityError, match=r"header_only\.csv: rule 'no_data_rows'.*header but no data") as err:
+        _ingest(path)
+    assert (err.value.rule, err.value.row) == ("no_data_rows", None)
+
+
+def test_empty_file_names_file_and_rule(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+    with pytest.raises(DataQualityError, match=r"empty\.csv: rule 'no_data_rows'.*empty"):
+        _ingest(path)
+
+
+def test_every_row_of_another_root_stops_the_run_naming_the_filter(tmp_path, two_day_bars):
+    path = _write(_databento(two_day_bars, "NQH4"), tmp_path / "nq_only.csv")
+    with pytest.raises(DataQualityError, match=r"nq_only\.csv: rule 'no_bars_left'") as err:
+        _ingest(path, symbol_root="ES")
+    assert "other_instrument removed 1020" in err.value.detail
+    assert "symbol_root" in err.value.detail
+    assert err.value.report["rows_out"] == 0
+    assert err.value.report["rules"]["other_instrument"]["count"] == 1020
+
+
+def test_new_york_local_times_read_as_utc_stop_the_run_suggesting_assume_timezone(tmp_path, two_day_bars):
+    frame = _plain_frame(two_day_bars)
+    frame["timestamp"] = two_day_bars["timestamp"].dt.tz_convert("America/New_York").dt.strftime("%Y-%m-%d %H:%M:%S")
+    path = _write(frame, tmp_path / "new_york_naive.csv")
+    with pytest.raises(DataQualityError, match=r"new_york_naive\.csv: rule 'no_bars_left'") as err:
+        _ingest(path)  # assume_timezone defaults to UTC
+    # Read as UTC, 08:30-16:59 New York lands at 03:30-11:59 EST on 2024-03-08 (300 bars before 08:30 ET)
+    # and 04:30-12:59 EDT on 2024-03-11 (240 before 08:30): 540 outside the session; the 210 + 270 left
+    # cover too little of their sessions, which are dropped whole.
+    detail = err.value.detail
+    assert "of the 1020 rows read: outside_session removed 540, incomplete_session removed 480" in detail
+    assert "Likeliest cause: outside_session" in detail
+    assert "1020 timestamps carry no offset and were read as UTC" in detail
+    assert "assume_timezone: America/New_York" in detail
+    report = err.value.report
+    assert report["rows_out"] == 0 and report["sessions"]["kept"] == 0
+    assert [d["session_date"] for d in report["sessions"]["dropped"]] == ["2024-03-08", "2024-03-11"]
+
+
+def test_dropped_sessions_with_offsets_suggest_coverage_not_the_zone(tmp_path, two_day_bars):
+    frame = _plain_frame(two_day_bars).drop(index=list(range(100, 120)) + list(range(600, 620)))
+    with pytest.raises(DataQualityError, match="no_bars_left") as err:
+        _ingest(_write(frame, tmp_path / "gappy.csv"))
+    assert "incomplete_session removed 980" in err.value.detail
+    assert "min_session_coverage" in err.value.detail and "assume_timezone:" not in err.value.detail
+
+
+def test_an_empty_result_can_be_returned_with_its_report(tmp_path, two_day_bars):
+    frame = _plain_frame(two_day_bars)
+    frame["timestamp"] = two_day_bars["timestamp"].dt.tz_convert("America/New_York").dt.strftime("%Y-%m-%d %H:%M:%S")
+    raw = BarsCSVDataset(filepath=str(_write(frame, tmp_path / "naive.csv"))).load()
+    result = ingest_bars(raw, CleaningConfig(), source="naive.csv", require_bars=False)
+    assert len(result.bars) == 0 and len(result.sessions) == 0
+    accounting = result.report["row_accounting"]
+    assert (accounting["rows_in"], accounting["minus_outside_session"], accounting["rows_out"]) == (1020, -540, 0)
+    assert result.report["timestamps_without_offset"] == 1020

@@ -50,7 +50,10 @@ class BarsCSVDataset(AbstractDataset[None, pd.DataFrame]):
                 f"raw bar file {path} does not exist; put your CSV there or point the "
                 "'raw_bars' catalog entry at it (see README, 'Bring your own data')"
             )
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, **self._load_args)
+        try:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, **self._load_args)
+        except pd.errors.EmptyDataError:  # not even a header: validation names the file and rule
+            frame = pd.DataFrame()
         # Line numbers in the file: the header is line 1.
         frame["source_row"] = np.arange(2, len(frame) + 2)
         frame.attrs["source"] = path

@@ -17,7 +17,7 @@ from hybrid_trader.market_data.calendar import EXCHANGE_TZ, expected_bar_times, 
 from hybrid_trader.market_data.ingest import PRICE_COLUMNS, parse_raw_bars, select_outright_contract
 from hybrid_trader.market_data.quality import DataQualityError, QualityLog, source_rows as _rows
 
-__all__ = ["CleaningConfig", "IngestionResult", "BAR_COLUMNS", "ingest_bars"]
+__all__ = ["CleaningConfig", "IngestionResult", "BAR_COLUMNS", "ingest_bars", "require_bars_left"]
 
 BAR_COLUMNS = ["timestamp", "session_date", "open", "high", "low", "close", "volume", "symbol", "is_filled"]
 _MAX_GAPS_LISTED = 200
@@ -64,13 +64,18 @@ class IngestionResult:
     report: dict[str, Any]
 
 
-def ingest_bars(raw: pd.DataFrame, config: CleaningConfig, source: str) -> IngestionResult:
+def ingest_bars(
+    raw: pd.DataFrame, config: CleaningConfig, source: str, *, require_bars: bool = True
+) -> IngestionResult:
     """Parse, validate and clean a raw bar table.
 
     Args:
         raw: A raw table (see :mod:`hybrid_trader.market_data.ingest`).
         config: Cleaning options.
         source: Name of the input (file path) used in errors and the report.
+        require_bars: Raise ``no_bars_left`` when no bar survives (see
+            :func:`require_bars_left`); ``False`` returns the empty result and
+            its report, so that a caller can keep the report before stopping.
 
     Returns:
         An :class:`IngestionResult`; ``bars`` has :data:`BAR_COLUMNS` with
@@ -81,7 +86,7 @@ def ingest_bars(raw: pd.DataFrame, config: CleaningConfig, source: str) -> Inges
     """
     log = QualityLog(source=source, strict=config.strict)
     rows_in = len(raw)
-    bars, fmt = parse_raw_bars(
+    bars, fmt, naive_timestamps = parse_raw_bars(
         raw, log, assume_timezone=config.assume_timezone, default_symbol=config.default_symbol
     )
     has_symbols = fmt == "databento" or "symbol" in {str(c).strip().lower() for c in raw.columns}
@@ -148,6 +153,8 @@ def ingest_bars(raw: pd.DataFrame, config: CleaningConfig, source: str) -> Inges
         "source": source,
         "format": fmt if "regime" not in raw else "synthetic",
         "strict": config.strict,
+        "assume_timezone": config.assume_timezone,
+        "timestamps_without_offset": naive_timestamps,
         "rows_in": rows_in,
         "rows_out": len(bars_out),
         "row_accounting": accounting,
@@ -166,21 +173,74 @@ def ingest_bars(raw: pd.DataFrame, config: CleaningConfig, source: str) -> Inges
     }
     if len(day_regimes):
         report["synthetic_regime_days"] = day_regimes["regime"].value_counts().sort_index().to_dict()
+    log.record("no_bars_left", 0)
+    report["rules"] = log.rules_report()
+    if require_bars:
+        require_bars_left(report)
     return IngestionResult(bars_out, sessions_out, day_regimes, report)
 
 
+def require_bars_left(report: dict[str, Any]) -> None:
+    """Stop when no bar survived, naming the rules that removed the rows and the likeliest fix.
+
+    Raises:
+        DataQualityError: (rule ``no_bars_left``) ``report["rows_out"]`` is 0;
+            the error carries the report.
+    """
+    if report["rows_out"]:
+        return
+    removed = {
+        key.removeprefix("minus_"): -count
+        for key, count in report["row_accounting"].items()
+        if key.startswith("minus_") and count
+    }
+    ranked = sorted(removed.items(), key=lambda item: -item[1])
+    detail = f"no bar is left of the {report['rows_in']} rows read"
+    if ranked:
+        detail += ": " + ", ".join(f"{rule} removed {count}" for rule, count in ranked)
+        detail += f". Likeliest cause: {ranked[0][0]}. {_likely_fix(ranked[0][0], report)}"
+    raise DataQualityError(report["source"], None, "no_bars_left", detail, report=report)
+
+
+def _likely_fix(rule: str, report: dict[str, Any]) -> str:
+    if rule in ("outside_session", "incomplete_session"):
+        naive, zone = report["timestamps_without_offset"], report["assume_timezone"]
+        dropped = len(report["sessions"]["dropped"])
+        if naive:
+            return (
+                f"{naive} timestamps carry no offset and were read as {zone} "
+                f"(data_ingestion.assume_timezone), which put the bars outside the 08:30-16:59 New York "
+                f"session ({dropped} session(s) dropped as incomplete); if they are exchange-local times, "
+                "set data_ingestion.assume_timezone: America/New_York."
+            )
+        return (
+            f"the bars do not cover the 08:30-16:59 New York session ({dropped} session(s) dropped as "
+            "incomplete); check the file's time offsets, or relax data_ingestion.min_session_coverage / "
+            "max_fill_minutes."
+        )
+    if rule == "other_instrument":
+        return "data_ingestion.symbol_root matches no instrument of the file; set it to the file's root."
+    if rule == "calendar_spread":
+        return "the file holds only calendar spreads; download the outright contract."
+    return "see the rule's description in docs/data.md."
+
+
 def _session_grid(bars: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Expected bar times of every CME session between the first and last bar."""
-    if bars.empty:
-        raise ValueError("no bars left to place on the session grid")
-    first, last = bars["timestamp"].iloc[[0, -1]].dt.date
-    sessions = sessions_between(first, last)
+    """Expected bar times of every CME session between the first and last bar (none without bars)."""
+    if bars.empty:  # every row was filtered out: no session, so that the report can say by which rule
+        sessions = sessions_between("2024-01-02", "2024-01-02").iloc[:0]  # the calendar's columns and dtypes
+    else:
+        first, last = bars["timestamp"].iloc[[0, -1]].dt.date
+        sessions = sessions_between(first, last)
     sessions["session_date"] = pd.to_datetime(sessions["session_date"])
     parts = [
         pd.DataFrame({"timestamp": expected_bar_times(s), "session_date": s.session_date})
         for s in sessions.itertuples()
     ]
-    grid = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["timestamp", "session_date"])
+    if not parts:  # no session at all (no bars, or only weekend bars): an empty grid of the right dtypes
+        parts = [pd.DataFrame({"timestamp": bars["timestamp"].iloc[:0].reset_index(drop=True),
+                               "session_date": sessions["session_date"].iloc[:0].reset_index(drop=True)})]
+    grid = pd.concat(parts, ignore_index=True)
     return grid, sessions
 
 

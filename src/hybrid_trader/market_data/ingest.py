@@ -72,20 +72,27 @@ def parse_raw_bars(
         default_symbol: Symbol for plain files without a ``symbol`` column.
 
     Returns:
-        ``(bars, format)`` with ``timestamp`` (tz-aware UTC), float prices,
-        float volume, ``symbol`` and ``source_row``, in file order.
+        ``(bars, format, naive)``: ``bars`` with ``timestamp`` (tz-aware UTC),
+        float prices, float volume, ``symbol`` and ``source_row``, in file
+        order; ``naive``: how many timestamps carried no offset and were read
+        in ``assume_timezone``.
 
     Raises:
-        DataQualityError: missing columns, or an unparseable timestamp or value
-            (the error names the first offending row).
+        DataQualityError: no data rows, missing columns, or an unparseable
+            timestamp or value (the error names the first offending row).
     """
     frame = raw.rename(columns=lambda c: str(c).strip().lower())
+    if frame.empty and not [c for c in frame.columns if c != "source_row"]:
+        raise DataQualityError(log.source, None, "no_data_rows", "the file is empty (no header, no data rows)")
     fmt = detect_format(frame.columns, log.source)
+    if frame.empty:
+        raise DataQualityError(log.source, None, "no_data_rows", "the file has a header but no data rows")
+    log.record("no_data_rows", 0)
     if "source_row" not in frame:
         frame = frame.assign(source_row=np.arange(2, len(frame) + 2))
     ts_col = "ts_event" if fmt == "databento" else "timestamp"
 
-    timestamps = _parse_timestamps(frame, ts_col, log, assume_timezone)
+    timestamps, naive = _parse_timestamps(frame, ts_col, log, assume_timezone)
     out = pd.DataFrame({"timestamp": timestamps}, index=frame.index)
     for col in (*PRICE_COLUMNS, "volume"):
         values = pd.to_numeric(frame[col], errors="coerce")
@@ -103,17 +110,22 @@ def parse_raw_bars(
         out["regime"] = frame["regime"].astype(str)
     log.record("unparseable_timestamp", 0)
     log.record("unparseable_value", 0)
-    return out.reset_index(drop=True), fmt
+    return out.reset_index(drop=True), fmt, naive
 
 
-def _parse_timestamps(frame: pd.DataFrame, col: str, log: QualityLog, assume_timezone: str) -> pd.Series:
+def _parse_timestamps(
+    frame: pd.DataFrame, col: str, log: QualityLog, assume_timezone: str
+) -> tuple[pd.Series, int]:
+    """UTC timestamps, and how many carried no offset (read in ``assume_timezone``)."""
     values = frame[col]
     if pd.api.types.is_datetime64_any_dtype(values):
-        parsed = values if values.dt.tz is not None else values.dt.tz_localize(assume_timezone)
-        return parsed.dt.tz_convert("UTC")
+        if values.dt.tz is not None:
+            return values.dt.tz_convert("UTC"), 0
+        return values.dt.tz_localize(assume_timezone).dt.tz_convert("UTC"), len(values)
     text = values.astype(str).str.strip()
     is_integer = text.str.fullmatch(r"\d{16,19}")
     parsed = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
+    naive = 0
     if is_integer.any():  # Databento's integer nanoseconds since the epoch
         parsed[is_integer] = pd.to_datetime(text[is_integer].astype(np.int64), unit="ns", utc=True)
     rest = ~is_integer
@@ -121,6 +133,7 @@ def _parse_timestamps(frame: pd.DataFrame, col: str, log: QualityLog, assume_tim
         has_offset = text[rest].str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$", regex=True)
         aware_idx = has_offset[has_offset].index
         naive_idx = has_offset[~has_offset].index
+        naive = len(naive_idx)
         # utc=True keeps mixed -05:00/-04:00 offsets instead of turning half into NaT.
         if len(aware_idx):
             parsed[aware_idx] = pd.to_datetime(text[aware_idx], utc=True, errors="coerce", format="ISO8601")
@@ -137,7 +150,7 @@ def _parse_timestamps(frame: pd.DataFrame, col: str, log: QualityLog, assume_tim
             f"{col} value {values[bad].iloc[0]!r} cannot be parsed as a timestamp"
             + (f" (ambiguous or nonexistent in {assume_timezone})" if assume_timezone != "UTC" else ""),
         )
-    return parsed
+    return parsed, naive
 
 
 def select_outright_contract(

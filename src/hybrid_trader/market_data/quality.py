@@ -32,6 +32,10 @@ class Rule:
 RULES: dict[str, Rule] = {
     rule.name: rule
     for rule in (
+        Rule(
+            "no_data_rows", "error",
+            "The file holds at least one data row (an empty file, or one with only a header, stops the run).",
+        ),
         Rule("required_columns", "error", "The file has every column of its format (Databento or plain)."),
         Rule("unparseable_timestamp", "error", "Every timestamp parses (ISO-8601 with or without offset, or epoch ns)."),
         Rule("unparseable_value", "error", "Every price and volume is a finite number."),
@@ -68,6 +72,11 @@ RULES: dict[str, Rule] = {
             "A session with a longer run of missing minutes, or fewer than min_session_coverage of its "
             "expected bars, is dropped whole and listed.",
         ),
+        Rule(
+            "no_bars_left", "error",
+            "At least one bar is left after every rule; otherwise the run stops, naming the rules that "
+            "removed the rows and the likeliest fix (e.g. assume_timezone for local timestamps read as UTC).",
+        ),
     )
 }
 
@@ -80,10 +89,15 @@ def source_rows(frame, mask, limit: int = _MAX_ROWS_LISTED) -> list[int]:
 
 
 class DataQualityError(ValueError):
-    """Bad input that no documented repair may fix. Names file, row and rule."""
+    """Bad input that no documented repair may fix. Names file, row and rule.
 
-    def __init__(self, source: str, row: int | None, rule: str, detail: str) -> None:
-        self.source, self.row, self.rule, self.detail = source, row, rule, detail
+    ``report`` holds the data-quality report when the failure came after the
+    whole file was validated (``no_bars_left``); otherwise ``None``.
+    """
+
+    def __init__(self, source: str, row: int | None, rule: str, detail: str,
+                 report: dict[str, Any] | None = None) -> None:
+        self.source, self.row, self.rule, self.detail, self.report = source, row, rule, detail, report
         where = f"{source}, row {row}" if row is not None else source
         super().__init__(f"{where}: rule {rule!r} failed: {detail}")
 

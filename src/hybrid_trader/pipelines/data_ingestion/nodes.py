@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from hybrid_trader.market_data.clean import CleaningConfig, ingest_bars
+from hybrid_trader.market_data.clean import CleaningConfig, ingest_bars, require_bars_left
 from hybrid_trader.markets import resolve_contract
 
 logger = logging.getLogger(__name__)
@@ -18,6 +18,9 @@ def validate_and_clean_bars(
     raw_bars: pd.DataFrame, ingestion_params: dict[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Validate, clean and align raw bars to the CME session grid.
+
+    Zero bars out is not an error here, so that the report is saved; the
+    next node, :func:`require_clean_bars`, stops the run then.
 
     Args:
         raw_bars: The raw table from the ``raw_bars`` dataset.
@@ -29,7 +32,7 @@ def validate_and_clean_bars(
     """
     config = CleaningConfig(**ingestion_params)
     source = raw_bars.attrs.get("source", "raw_bars")
-    result = ingest_bars(raw_bars, config, source=source)
+    result = ingest_bars(raw_bars, config, source=source, require_bars=False)
     report = result.report
     logger.info(
         "Ingested %s: %d rows in, %d bars out, %d sessions kept (%d dropped), %d bars filled",
@@ -37,6 +40,14 @@ def validate_and_clean_bars(
         len(report["sessions"]["dropped"]), report["filled_bars"],
     )
     return result.bars, result.sessions, result.day_regimes, report
+
+
+def require_clean_bars(
+    bars: pd.DataFrame, sessions: pd.DataFrame, day_regimes: pd.DataFrame, report: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Pass the ingested frames on, or stop the run when no bar is left (rule ``no_bars_left``)."""
+    require_bars_left(report)
+    return bars, sessions, day_regimes
 
 
 def describe_market(market_params: dict[str, Any]) -> dict[str, Any]:

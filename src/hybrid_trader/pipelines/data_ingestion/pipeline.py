@@ -2,7 +2,13 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from hybrid_trader.pipelines.data_ingestion.nodes import describe_market, validate_and_clean_bars
+from hybrid_trader.pipelines.data_ingestion.nodes import (
+    describe_market,
+    require_clean_bars,
+    validate_and_clean_bars,
+)
+
+_INGESTED = ["ingested_bars", "ingested_sessions", "ingested_day_regimes"]
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -11,8 +17,15 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 func=validate_and_clean_bars,
                 inputs=["raw_bars", "params:data_ingestion"],
-                outputs=["clean_bars", "trading_sessions", "synthetic_day_regimes", "data_quality_report"],
+                outputs=[*_INGESTED, "data_quality_report"],
                 name="validate_and_clean_bars",
+            ),
+            # A separate check, so that the report is saved even when no bar is left.
+            Node(
+                func=require_clean_bars,
+                inputs=[*_INGESTED, "data_quality_report"],
+                outputs=["clean_bars", "trading_sessions", "synthetic_day_regimes"],
+                name="require_clean_bars",
             ),
             Node(
                 func=describe_market,
