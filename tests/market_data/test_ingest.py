@@ -340,3 +340,41 @@ def test_an_empty_result_can_be_returned_with_its_report(tmp_path, two_day_bars)
     accounting = result.report["row_accounting"]
     assert (accounting["rows_in"], accounting["minus_outside_session"], accounting["rows_out"]) == (1020, -540, 0)
     assert result.report["timestamps_without_offset"] == 1020
+
+
+def _with_blank_lines(frame: pd.DataFrame, after_lines: list[int]) -> str:
+    """The CSV text of ``frame`` with an empty line inserted after each given file line (header = 1)."""
+    lines = frame.to_csv(index=False).splitlines()
+    for line in sorted(after_lines, reverse=True):
+        lines.insert(line, "")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.zip"])
+def test_rows_are_file_lines_even_after_blank_lines(tmp_path, two_day_bars, suffix):
+    frame = _plain_frame(two_day_bars)
+    frame.loc[50, "timestamp"] = "not a time"  # line 52 without the blank line, line 53 with it
+    text = _with_blank_lines(frame, after_lines=[10])
+    assert text.splitlines()[52].startswith("not a time,")  # line 53 of the file
+    path = tmp_path / f"blank{suffix}"
+    if suffix == ".csv.zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("blank.csv", text)
+    else:
+        path.write_text(text)
+    with pytest.raises(DataQualityError, match=r"row 53: rule 'unparseable_timestamp'") as err:
+        _ingest(path)
+    assert err.value.row == 53
+
+
+def test_blank_and_whitespace_lines_are_not_rows(tmp_path, two_day_bars):
+    frame = _plain_frame(two_day_bars)
+    frame = pd.concat([frame.iloc[:21], frame.iloc[[20]], frame.iloc[21:]], ignore_index=True)  # duplicate
+    text = _with_blank_lines(frame, after_lines=[5, 6])  # two blank lines before the duplicate
+    text = text.replace("\n\n\n", "\n  \n\n", 1) + "\n"  # one of them whitespace-only; a trailing blank line
+    path = tmp_path / "blanks.csv"
+    path.write_text(text)
+    result = _ingest(path)
+    # Data row 21 (0-based) is line 23 without blank lines, line 25 with the two.
+    assert result.report["rules"]["duplicate_timestamp"]["rows"] == [25]
+    assert result.report["rows_in"] == 1021 and len(result.bars) == 1020

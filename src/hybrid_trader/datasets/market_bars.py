@@ -51,11 +51,16 @@ class BarsCSVDataset(AbstractDataset[None, pd.DataFrame]):
                 "'raw_bars' catalog entry at it (see README, 'Bring your own data')"
             )
         try:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, **self._load_args)
+            # Blank lines are kept as empty rows, so that row i is line i + 2 of the file ...
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False,
+                                **self._load_args)
         except pd.errors.EmptyDataError:  # not even a header: validation names the file and rule
             frame = pd.DataFrame()
         # Line numbers in the file: the header is line 1.
         frame["source_row"] = np.arange(2, len(frame) + 2)
+        # ... and dropped only once numbered (whitespace-only lines too).
+        blank = frame.drop(columns="source_row").apply(lambda col: col.str.strip() == "").all(axis=1)
+        frame = frame.loc[~blank].reset_index(drop=True)
         frame.attrs["source"] = path
         return frame
 
