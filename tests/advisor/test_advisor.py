@@ -247,7 +247,7 @@ def test_an_edited_prefix_misses_even_under_the_same_version(tiny_backend, build
     assert not Advisor(tiny_backend, edited, AdvisorConfig(), cache).advise([up_state()], FLAT_MASK[None]).cache_hit[0]
 
 
-def test_a_local_model_with_a_lora_adapter_loads_in_eval_mode(tiny_backend, tmp_path):
+def test_a_local_model_with_a_lora_adapter_applies_it_in_eval_mode(tiny_backend, builder, tmp_path):
     from peft import LoraConfig, get_peft_model
 
     base_dir, adapter_dir = tmp_path / "base", tmp_path / "fin-lora"
@@ -255,10 +255,29 @@ def test_a_local_model_with_a_lora_adapter_loads_in_eval_mode(tiny_backend, tmp_
     tiny_backend.tokenizer.save_pretrained(base_dir)
     lora = get_peft_model(tiny_backend.model.__class__.from_pretrained(base_dir),
                           LoraConfig(r=2, target_modules=["q_proj", "v_proj"], lora_dropout=0.5))
+    # A fresh LoRA has B = 0 and changes nothing: give it weights, as a fine-tuned one has.
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, weight in lora.named_parameters():
+            if "lora_B" in name:
+                weight.copy_(torch.randn(weight.shape, generator=generator))
     lora.save_pretrained(adapter_dir)
 
+    base = TransformersBackend.load(BackendConfig(model_path=str(base_dir)))
     backend = TransformersBackend.load(BackendConfig(model_path=str(base_dir), adapter_path=str(adapter_dir)))
-    assert "+fin-lora:" in backend.identity
+    assert "+fin-lora:" in backend.identity and backend.identity.startswith(base.identity)
     assert not backend.model.training and not any(m.training for m in backend.model.modules())
-    scores = backend.option_logprobs("Note.", [" Up"], [" BUY", " SELL"])
-    assert np.isfinite(scores).all()
+
+    prefix, suffixes, options = "Note.", [" Up", " Down strongly"], [" BUY", " SELL", " HOLD"]
+    adapted = backend.option_logprobs(prefix, suffixes, options)
+    assert np.isfinite(adapted).all()
+    np.testing.assert_array_equal(backend.option_logprobs(prefix, suffixes, options), adapted)  # no dropout
+    expected = TransformersBackend(lora, tiny_backend.tokenizer, "in-memory", "cpu").option_logprobs(
+        prefix, suffixes, options)
+    np.testing.assert_allclose(adapted, expected, atol=1e-5)  # the saved adapter, applied
+    assert np.abs(adapted - base.option_logprobs(prefix, suffixes, options)).max() > 0.1
+
+    states, masks = [up_state(), mirrored(up_state())], np.stack([FLAT_MASK, FLAT_MASK])
+    with_adapter = Advisor(backend, builder, AdvisorConfig()).advise(states, masks).probabilities
+    without = Advisor(base, builder, AdvisorConfig()).advise(states, masks).probabilities
+    assert np.abs(with_adapter - without).max() > 1e-3  # calibrated answers of a random model: near uniform
