@@ -369,3 +369,74 @@ def test_target_bar_judges_the_adverse_extreme_before_the_target():
     assert engine.cash[0] == pytest.approx(START + 200 * 20 - 4.5)
     assert engine.peak[0] == pytest.approx(START + 3_995.5) and engine.floor[0] == START + 100
     assert engine.mfe[0] == pytest.approx(200.0) and engine.mae[0] == pytest.approx(95.25)
+
+
+# ------------------------------------------------------- trade history, size, penalty
+def test_recent_win_rate_and_consecutive_losses_over_the_last_ten_trades():
+    # One trade per bar: entered at the bar's open 20000 (fill 20000.25), then its range hits the
+    # target 20040.25 (a win, high 20045) or the stop 19980.25 (a loss, low 19975).
+    outcomes = "WLLWLLLLLLLLLL"
+    opens = np.full(len(outcomes) + 3, 20_000.0)
+    highs, lows = opens.copy(), opens.copy()
+    for bar, outcome in enumerate(outcomes, start=1):
+        if outcome == "W":
+            highs[bar] = 20_045.0
+        else:
+            lows[bar] = 19_975.0
+    config = EngineConfig(episode_mode="full_session", drawdown_limit=10_000.0)
+    engine = TradingEngine(make_market(opens, highs=highs, lows=lows), config, 1)
+    engine.reset(starts=np.array([0]))
+    assert engine.recent_win_rate()[0] == 0.5 and engine.consecutive_losses[0] == 0  # before any trade
+    # After each trade: wins among the last (at most) ten, and the losing streak. Trade 11 drops
+    # trade 1's win from the window; trade 14 drops trade 4's.
+    expected = [(1, 1, 0), (1, 2, 1), (1, 3, 2), (2, 4, 0), (2, 5, 1), (2, 6, 2), (2, 7, 3), (2, 8, 4),
+                (2, 9, 5), (2, 10, 6), (1, 10, 7), (1, 10, 8), (1, 10, 9), (0, 10, 10)]
+    for k, (wins, counted, losses) in enumerate(expected):
+        engine.step(np.array([B]))
+        assert engine.side[0] == 0 and engine.closed_trades[0] == k + 1
+        assert engine.recent_win_rate()[0] == pytest.approx(wins / counted)
+        assert engine.consecutive_losses[0] == losses
+    assert engine.cash[0] == pytest.approx(START + 2 * 795.5 - 12 * 409.5)
+
+
+def test_several_contracts_scale_pnl_commission_and_drawdown():
+    opens = flat_session()
+    opens[7] = 20_010.0
+    closes = opens.copy()
+    closes[1:7] = 20_005.0
+    config = EngineConfig(episode_mode="full_session", contracts=3)
+    engine = TradingEngine(make_market(opens, closes=closes), config, 1)
+    engine.reset(starts=np.array([0]))
+    engine.step(np.array([B]))
+    # Marked at 20005: 3 x $20 x 4.75 points, less one commission of 3 x $2.25.
+    assert engine.equity[0] == pytest.approx(START - 6.75 + 285.0)
+    engine, results = run(make_market(opens, closes=closes), [B] + [H] * 6, config)
+    # 9.5 points x $20 x 3 contracts - 2 sides x $2.25 x 3 contracts.
+    assert engine.cash[0] == pytest.approx(START + 570.0 - 13.5)
+    assert engine.commission_paid[0] == pytest.approx(13.5) and engine.fills[0] == 2
+    assert sum(r.reward[0] for r in results) == pytest.approx(556.5 * 0.001)
+
+
+@pytest.mark.parametrize("low, breach", [(19_960.0, False), (19_958.0, True)])
+def test_several_contracts_reach_the_drawdown_limit_sooner(low, breach):
+    opens = flat_session()
+    lows = opens.copy()
+    lows[2] = low
+    config = EngineConfig(episode_mode="full_session", contracts=3)
+    _, results = run(make_market(opens, lows=lows, atr=100.0), [B, H], config)
+    # 50000 - 6.75 + 3 x 20 x (19960 - 20000.25) = 47578.25 > 47500; at 19958: 47458.25 <= 47500.
+    assert bool(results[-1].terminated[0]) is breach
+
+
+@pytest.mark.parametrize("penalty", [0.0, 2.5])
+def test_breach_penalty_is_subtracted_on_the_breaching_step_only(penalty):
+    opens = flat_session()
+    lows = opens.copy()
+    lows[2] = 19_870.0
+    config = EngineConfig(episode_mode="full_session", breach_penalty=penalty, reward_scale=0.002)
+    _, results = run(make_market(opens, lows=lows, atr=100.0), [B, H, H], config)
+    assert END_REASONS[results[-1].end_reason[0]] == "drawdown_breach" and len(results) == 2
+    # Step 1: entry, marked at 20000: -2.25 - 0.25 x 20 = -$7.25. Step 2: liquidated at 19869.75,
+    # cash 50000 - 2.25 - 130.5 x 20 - 2.25 = 47385.50: a change of -$2607.25.
+    assert results[0].reward[0] == pytest.approx(-7.25 * 0.002)
+    assert results[1].reward[0] == pytest.approx(-2_607.25 * 0.002 - penalty)
