@@ -9,15 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hybrid_trader.datasets import BarsCSVDataset
+from hybrid_trader.datasets import BarsCSVDataset, SyntheticBarsDataset
 from hybrid_trader.market_data.clean import BAR_COLUMNS, CleaningConfig, ingest_bars
 from hybrid_trader.market_data.quality import DataQualityError
+from hybrid_trader.markets import CONTRACTS, resolve_contract
 from tests.conftest import to_plain_csv
+from tests.market_data.databento_files import write_databento_csv
 
 
-def _ingest(path: Path, **config):
+def _ingest(path: Path, contract=None, **config):
     raw = BarsCSVDataset(filepath=str(path)).load()
-    return ingest_bars(raw, CleaningConfig(**config), source=raw.attrs["source"])
+    return ingest_bars(raw, CleaningConfig(**config), source=raw.attrs["source"], contract=contract)
 
 
 def _write(frame: pd.DataFrame, path: Path) -> Path:
@@ -378,3 +380,73 @@ def test_blank_and_whitespace_lines_are_not_rows(tmp_path, two_day_bars):
     # Data row 21 (0-based) is line 23 without blank lines, line 25 with the two.
     assert result.report["rules"]["duplicate_timestamp"]["rows"] == [25]
     assert result.report["rows_in"] == 1021 and len(result.bars) == 1020
+
+
+def test_databento_csv_with_fixed_point_prices_is_converted_and_reported(tmp_path, two_day_bars):
+    path = write_databento_csv(tmp_path / "glbx-mdp3.ohlcv-1m.csv", {"NQH4": two_day_bars}, pretty_px=False)
+    first_row = path.read_text().splitlines()[1].split(",")
+    assert first_row[4] == str(round(two_day_bars["open"].iloc[0] * 1e9))  # the file holds 1e-9 units
+    result = _ingest(path, strict=True)  # decoding an encoding is no repair: strict mode accepts it
+    np.testing.assert_array_equal(result.bars["close"].to_numpy(), two_day_bars["close"].to_numpy())
+    np.testing.assert_array_equal(result.bars["low"].to_numpy(), two_day_bars["low"].to_numpy())
+    rule = result.report["rules"]["fixed_point_price"]
+    assert (rule["kind"], rule["count"], rule["rows"][:3]) == ("conversion", 1020, [2, 3, 4])
+    assert result.report["row_accounting"]["rows_out"] == 1020
+
+
+def test_decimal_prices_and_small_integer_prices_are_not_fixed_point(tmp_path, two_day_bars):
+    pretty = write_databento_csv(tmp_path / "pretty.csv", {"NQH4": two_day_bars}, pretty_px=True, pretty_ts=False)
+    assert _ingest(pretty).report["rules"]["fixed_point_price"]["count"] == 0
+    frame = _plain_frame(two_day_bars)  # whole-point prices written as integers: YM-like, not fixed-point
+    frame[["open", "high", "low", "close"]] = frame[["open", "high", "low", "close"]].round().astype(int)
+    frame["high"] = frame[["open", "high", "close"]].max(axis=1)
+    frame["low"] = frame[["open", "low", "close"]].min(axis=1)
+    result = _ingest(_write(frame, tmp_path / "integers.csv"))
+    assert result.report["rules"]["fixed_point_price"]["count"] == 0
+    assert result.bars["close"].iloc[0] == frame["close"].iloc[0]
+
+
+def test_every_price_off_by_100_is_refused_against_the_contract(tmp_path, two_day_bars):
+    frame = _plain_frame(two_day_bars)
+    frame[["open", "high", "low", "close"]] *= 100  # e.g. prices in cents: the file's own median moves too
+    path = _write(frame, tmp_path / "cents.csv")
+    with pytest.raises(DataQualityError, match=r"cents\.csv, row 2: rule 'implausible_price'.*NQ's plausible range"):
+        _ingest(path, contract=CONTRACTS["NQ"])
+    assert _ingest(path).report["rules"]["price_scale"]["count"] == 0  # what the relative check alone sees
+
+
+def test_unrecognised_fixed_point_prices_are_refused_against_the_contract(tmp_path, two_day_bars):
+    frame = _plain_frame(two_day_bars)
+    frame[["open", "high", "low", "close"]] *= 1e9  # written with a decimal point: not taken as fixed-point
+    with pytest.raises(DataQualityError, match=r"row 2: rule 'implausible_price'"):
+        _ingest(_write(frame, tmp_path / "scaled.csv"), contract=CONTRACTS["ES"])
+
+
+@pytest.mark.parametrize(("symbol", "typical_price"), [
+    ("ES", 6_000.0), ("MES", 6_000.0), ("NQ", 21_000.0), ("MNQ", 21_000.0),
+    ("YM", 43_000.0), ("MYM", 43_000.0), ("RTY", 2_300.0), ("M2K", 2_300.0),
+])
+def test_each_contract_range_holds_its_price_and_refuses_100x_errors(symbol, typical_price):
+    low, high = CONTRACTS[symbol].plausible_price_range
+    assert low < typical_price < high
+    assert typical_price / 100 < low and typical_price * 100 > high
+
+
+@pytest.mark.parametrize("symbol", sorted(CONTRACTS))
+def test_the_synthetic_market_ingests_whatever_contract_is_traded(symbol):
+    raw = SyntheticBarsDataset(n_days=2, seed=5).load()
+    result = ingest_bars(raw, CleaningConfig(), source=raw.attrs["source"], contract=CONTRACTS[symbol])
+    assert len(result.bars) == 1020
+    assert result.report["rules"]["implausible_price"]["detail"] == "not checked: the synthetic market"
+
+
+def test_a_custom_contract_may_carry_a_plausible_range():
+    spec = resolve_contract({"symbol": "MBT", "custom_contracts": {"MBT": {
+        "multiplier": 0.1, "tick_size": 5.0, "commission_per_side": 2.5,
+        "min_plausible_price": 1_000, "max_plausible_price": 1_000_000}}})
+    assert spec.plausible_price_range == (1_000.0, 1_000_000.0)
+    assert resolve_contract({"symbol": "MBT", "custom_contracts": {"MBT": {
+        "multiplier": 0.1, "tick_size": 5.0, "commission_per_side": 2.5}}}).plausible_price_range is None
+    with pytest.raises(ValueError, match="plausible"):
+        resolve_contract({"symbol": "MBT", "custom_contracts": {"MBT": {
+            "multiplier": 0.1, "tick_size": 5.0, "commission_per_side": 2.5, "min_plausible_price": 10}}})

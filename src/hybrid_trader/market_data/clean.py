@@ -16,6 +16,7 @@ import pandas as pd
 from hybrid_trader.market_data.calendar import EXCHANGE_TZ, expected_bar_times, sessions_between
 from hybrid_trader.market_data.ingest import PRICE_COLUMNS, parse_raw_bars, select_outright_contract
 from hybrid_trader.market_data.quality import DataQualityError, QualityLog, source_rows as _rows
+from hybrid_trader.markets import ContractSpec
 
 __all__ = ["CleaningConfig", "IngestionResult", "BAR_COLUMNS", "ingest_bars", "require_bars_left"]
 
@@ -65,7 +66,12 @@ class IngestionResult:
 
 
 def ingest_bars(
-    raw: pd.DataFrame, config: CleaningConfig, source: str, *, require_bars: bool = True
+    raw: pd.DataFrame,
+    config: CleaningConfig,
+    source: str,
+    *,
+    contract: ContractSpec | None = None,
+    require_bars: bool = True,
 ) -> IngestionResult:
     """Parse, validate and clean a raw bar table.
 
@@ -73,6 +79,9 @@ def ingest_bars(
         raw: A raw table (see :mod:`hybrid_trader.market_data.ingest`).
         config: Cleaning options.
         source: Name of the input (file path) used in errors and the report.
+        contract: The traded contract; its plausible price range bounds
+            every price (rule ``implausible_price``). ``None``, or a contract
+            without a range, leaves the rule unchecked.
         require_bars: Raise ``no_bars_left`` when no bar survives (see
             :func:`require_bars_left`); ``False`` returns the empty result and
             its report, so that a caller can keep the report before stopping.
@@ -118,6 +127,7 @@ def ingest_bars(
     log.record("price_scale", int(off_scale.sum()), _rows(bars, off_scale),
                detail=f"series median close {median:g}, factor {config.price_scale_factor:g}")
     bars = bars.loc[~off_scale].copy()
+    _check_plausible_prices(bars, contract, log, synthetic="regime" in raw)
 
     outside = (bars["open"] > bars["high"]) | (bars["open"] < bars["low"]) | (
         (bars["close"] > bars["high"]) | (bars["close"] < bars["low"])
@@ -178,6 +188,29 @@ def ingest_bars(
     if require_bars:
         require_bars_left(report)
     return IngestionResult(bars_out, sessions_out, day_regimes, report)
+
+
+def _check_plausible_prices(
+    bars: pd.DataFrame, contract: ContractSpec | None, log: QualityLog, *, synthetic: bool
+) -> None:
+    """Refuse prices outside the contract's plausible range (a scale error the median cannot see)."""
+    price_range = contract.plausible_price_range if contract is not None else None
+    if synthetic or price_range is None:
+        reason = "the synthetic market" if synthetic else "no plausible price range for the contract"
+        log.record("implausible_price", 0, detail=f"not checked: {reason}")
+        return
+    low, high = price_range
+    prices = bars[list(PRICE_COLUMNS)]
+    outside = ((prices < low) | (prices > high)).any(axis=1)
+    if outside.any():
+        first = ", ".join(f"{p:g}" for p in prices.loc[outside].iloc[0])
+        log.fail(
+            "implausible_price", int(outside.sum()), _rows(bars, outside),
+            f"prices outside {contract.symbol}'s plausible range [{low:g}, {high:g}] (first such bar: open, "
+            f"high, low, close = {first}); is every price off by a constant factor (cents, a lost decimal, "
+            "1e-9 fixed-point units), or is market.symbol not the file's contract?",
+        )
+    log.record("implausible_price", 0, detail=f"{contract.symbol}: [{low:g}, {high:g}]")
 
 
 def require_bars_left(report: dict[str, Any]) -> None:

@@ -9,6 +9,10 @@ Two file formats are understood, told apart by their columns:
   optional). Timestamps with an offset are converted to UTC; naive ones are
   taken to be in ``assume_timezone`` (default UTC).
 
+Prices in Databento's fixed-point format (integers in units of 1e-9: DBN
+files, and CSV written with ``pretty_px=False``) are recognised and divided by
+1e9 (rule ``fixed_point_price``).
+
 A raw table carries a ``source_row`` column (the 1-based line of the row in
 its file, the header being line 1) and ``attrs["source"]`` (the file), so that
 every error can name file, row and rule.
@@ -22,9 +26,12 @@ import pandas as pd
 
 from hybrid_trader.market_data.quality import DataQualityError, QualityLog, source_rows as _rows
 
-__all__ = ["FORMATS", "detect_format", "parse_raw_bars", "select_outright_contract"]
+__all__ = ["FORMATS", "FIXED_POINT_SCALE", "detect_format", "parse_raw_bars", "select_outright_contract"]
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
+# Databento's fixed-point prices count units of 1e-9. No futures price reaches 1e9 index points,
+# so a file whose prices are all integers with a median close >= 1e9 is in those units.
+FIXED_POINT_SCALE = 1_000_000_000
 FORMATS: dict[str, tuple[str, ...]] = {
     "databento": ("ts_event", "open", "high", "low", "close", "volume", "symbol"),
     "plain": ("timestamp", "open", "high", "low", "close", "volume"),
@@ -62,7 +69,7 @@ def parse_raw_bars(
     *,
     assume_timezone: str = "UTC",
     default_symbol: str = "UNKNOWN",
-) -> tuple[pd.DataFrame, str]:
+) -> tuple[pd.DataFrame, str, int]:
     """Parse timestamps and numbers of a raw table.
 
     Args:
@@ -94,6 +101,7 @@ def parse_raw_bars(
 
     timestamps, naive = _parse_timestamps(frame, ts_col, log, assume_timezone)
     out = pd.DataFrame({"timestamp": timestamps}, index=frame.index)
+    integral = True  # every price written as an integer: the first sign of fixed-point prices
     for col in (*PRICE_COLUMNS, "volume"):
         values = pd.to_numeric(frame[col], errors="coerce")
         bad = values.isna() | ~np.isfinite(values.astype(float))
@@ -104,6 +112,15 @@ def parse_raw_bars(
                 f"column {col!r} value {frame.loc[bad, col].iloc[0]!r} is not a finite number",
             )
         out[col] = values.astype(float)
+        if col in PRICE_COLUMNS:
+            integral = integral and _written_as_integers(frame[col])
+    if integral and out["close"].abs().median() >= FIXED_POINT_SCALE:
+        out[list(PRICE_COLUMNS)] = out[list(PRICE_COLUMNS)] / FIXED_POINT_SCALE
+        log.record("fixed_point_price", len(out), _rows(frame, np.ones(len(frame), bool)),
+                   detail=f"prices were integers in units of 1e-9 (median close {out['close'].median():g} "
+                          "after dividing by 1e9)")
+    else:
+        log.record("fixed_point_price", 0)
     out["symbol"] = frame["symbol"].astype(str).str.strip() if "symbol" in frame else default_symbol
     out["source_row"] = frame["source_row"].astype(np.int64)
     if "regime" in frame:  # the synthetic market's hidden label travels separately
@@ -111,6 +128,15 @@ def parse_raw_bars(
     log.record("unparseable_timestamp", 0)
     log.record("unparseable_value", 0)
     return out.reset_index(drop=True), fmt, naive
+
+
+def _written_as_integers(values: pd.Series) -> bool:
+    """Whether every value is an integer as written (integer dtype, or text of digits only)."""
+    if pd.api.types.is_integer_dtype(values):
+        return True
+    if pd.api.types.is_float_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return False
+    return bool(values.astype(str).str.strip().str.fullmatch(r"[+-]?\d+").all())
 
 
 def _parse_timestamps(

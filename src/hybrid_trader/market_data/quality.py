@@ -1,6 +1,6 @@
 """Data-quality rules, their outcomes, and the error that stops a run.
 
-Every rule has one of three kinds:
+Every rule has one of four kinds:
 
 * ``error``: the run stops with a :class:`DataQualityError` naming file, row
   and rule; no repair is safe.
@@ -8,6 +8,9 @@ Every rule has one of three kinds:
   with ``strict: true`` a repair that would be needed is an error instead.
 * ``filter``: rows that are not part of the series asked for (overnight bars,
   spreads, other months) are left out and counted; never an error.
+* ``conversion``: a documented encoding of the source (e.g. Databento's
+  fixed-point prices) is decoded and counted; never an error, even in strict
+  mode, since nothing is wrong with the data.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ class Rule:
     """One validation rule: its kind and what it checks and does."""
 
     name: str
-    kind: str  # "error" | "repair" | "filter"
+    kind: str  # "error" | "repair" | "filter" | "conversion"
     description: str
 
 
@@ -39,6 +42,12 @@ RULES: dict[str, Rule] = {
         Rule("required_columns", "error", "The file has every column of its format (Databento or plain)."),
         Rule("unparseable_timestamp", "error", "Every timestamp parses (ISO-8601 with or without offset, or epoch ns)."),
         Rule("unparseable_value", "error", "Every price and volume is a finite number."),
+        Rule(
+            "fixed_point_price", "conversion",
+            "Prices written as integers in units of 1e-9 (Databento's fixed-point format: DBN files, and CSV "
+            "written with pretty_px=False), recognised when every price is an integer and the median close "
+            "is >= 1e9, are divided by 1e9.",
+        ),
         Rule("calendar_spread", "filter", "Spread rows (outright legs joined by '-', e.g. NQZ5-NQH6) are dropped."),
         Rule("other_instrument", "filter", "Rows of another root than symbol_root are dropped."),
         Rule("non_front_contract", "filter", "Per New York day, only the outright month with the most volume is kept."),
@@ -55,6 +64,13 @@ RULES: dict[str, Rule] = {
             "price_scale", "repair",
             "A bar with a price that differs from the series median close by a factor >= price_scale_factor "
             "(~100x corruption) is dropped; its minute then counts as a missing bar.",
+        ),
+        Rule(
+            "implausible_price", "error",
+            "Every price left after price_scale lies within the traded contract's plausible range "
+            "(ContractSpec.min_plausible_price .. max_plausible_price); catches a scale error shared by "
+            "every row, which price_scale (relative to the file's own median) cannot see. Not applied to "
+            "the synthetic market, whose level is set by its start_price.",
         ),
         Rule("open_close_outside_range", "repair", "Open or close outside [low, high]; high/low widened to include them."),
         Rule(

@@ -49,7 +49,8 @@ def test_pipeline_turns_synthetic_bars_into_clean_bars_sessions_regimes_and_repo
 def test_describe_market_applies_overrides():
     spec = describe_market({"symbol": "MES", "commission_per_side": 0.5, "slippage_ticks": 2})
     assert spec == {"symbol": "MES", "multiplier": 5.0, "tick_size": 0.25, "commission_per_side": 0.5,
-                    "slippage_ticks": 2.0, "tick_value": 1.25}
+                    "slippage_ticks": 2.0, "min_plausible_price": 300.0, "max_plausible_price": 30_000.0,
+                    "tick_value": 1.25}
 
 
 def test_zero_bars_out_stops_the_run_after_saving_the_report(tmp_path, two_day_bars):
@@ -72,3 +73,17 @@ def test_zero_bars_out_stops_the_run_after_saving_the_report(tmp_path, two_day_b
     assert report["rules"]["outside_session"]["count"] == 540
     for name in ("clean_bars", "trading_sessions", "synthetic_day_regimes"):
         assert not catalog.exists(name)  # nothing downstream sees an empty series
+
+
+def test_the_market_contract_bounds_the_prices_of_a_file(tmp_path, two_day_bars):
+    scaled = two_day_bars.assign(**{col: two_day_bars[col] * 100 for col in ("open", "high", "low", "close")})
+    path = tmp_path / "cents.csv"
+    scaled.assign(timestamp=scaled["timestamp"].map(lambda t: t.isoformat()))[
+        ["timestamp", "open", "high", "low", "close", "volume"]].to_csv(path, index=False)
+    catalog = DataCatalog({
+        "raw_bars": BarsCSVDataset(filepath=str(path)),
+        "params:data_ingestion": MemoryDataset(INGESTION_PARAMS),
+        "params:market": MemoryDataset({"symbol": "MNQ"}),
+    })
+    with pytest.raises(DataQualityError, match=r"cents\.csv, row 2: rule 'implausible_price'.*MNQ"):
+        SequentialRunner().run(create_pipeline(), catalog)

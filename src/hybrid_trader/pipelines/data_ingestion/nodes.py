@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 
 def validate_and_clean_bars(
-    raw_bars: pd.DataFrame, ingestion_params: dict[str, Any]
+    raw_bars: pd.DataFrame, ingestion_params: dict[str, Any], market_params: dict[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Validate, clean and align raw bars to the CME session grid.
 
@@ -25,6 +25,8 @@ def validate_and_clean_bars(
     Args:
         raw_bars: The raw table from the ``raw_bars`` dataset.
         ingestion_params: ``data_ingestion`` parameters (see :class:`CleaningConfig`).
+        market_params: ``market`` parameters; the contract's plausible price
+            range bounds every price.
 
     Returns:
         Clean bars, the sessions they cover, the hidden regime per session
@@ -32,7 +34,8 @@ def validate_and_clean_bars(
     """
     config = CleaningConfig(**ingestion_params)
     source = raw_bars.attrs.get("source", "raw_bars")
-    result = ingest_bars(raw_bars, config, source=source, require_bars=False)
+    result = ingest_bars(raw_bars, config, source=source, contract=resolve_contract(market_params),
+                         require_bars=False)
     report = result.report
     logger.info(
         "Ingested %s: %d rows in, %d bars out, %d sessions kept (%d dropped), %d bars filled",

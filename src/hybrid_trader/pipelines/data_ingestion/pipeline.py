@@ -16,7 +16,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 func=validate_and_clean_bars,
-                inputs=["raw_bars", "params:data_ingestion"],
+                inputs=["raw_bars", "params:data_ingestion", "params:market"],
                 outputs=[*_INGESTED, "data_quality_report"],
                 name="validate_and_clean_bars",
             ),
