@@ -10,10 +10,12 @@ from hybrid_trader.agents.backtest import flat_policy, random_policy, run_backte
 from hybrid_trader.agents.callbacks import latest_checkpoint
 from hybrid_trader.agents.phase2 import PPOConfig, linear_schedule, train_phase2
 from hybrid_trader.agents.registry import MASK_COLUMNS, load_registered_policy, register_policy
+from hybrid_trader.agents.serving import TradingRules, client_input_example
 from hybrid_trader.datasets import SB3ModelDataset
 from hybrid_trader.env.engine import EngineConfig
 from hybrid_trader.env.vec_env import TradingVecEnv
 from hybrid_trader.features.registry import OBSERVATION_NAMES
+from hybrid_trader.markets import CONTRACTS
 
 
 def test_linear_schedule_reads_progress_remaining_the_right_way_round():
@@ -87,17 +89,19 @@ def test_backtest_baselines(synthetic_market):
     assert first["trades"].sum() > 0
 
 
-def test_registered_model_loads_by_alias_and_predicts(tiny_config, envs, tmp_path, tracking):
+def test_registered_model_loads_by_alias_and_predicts(tiny_config, envs, tmp_path, tracking, synthetic_frames):
     import mlflow
 
     train_env, eval_env = envs
     result = train_phase2(tiny_config, train_env, eval_env, 1, tmp_path / "work", progress_bar=False)
     policy_zip = tmp_path / "policy.zip"
     result.model.save(policy_zip)
+    rules = TradingRules(CONTRACTS["NQ"], EngineConfig(), "09:30", "16:00")
     with mlflow.start_run():
         version = register_policy(policy_zip, name="phase2_policy", observation_dim=228,
                                   feature_scaler={"center": {}, "scale": {}, "clip": 5.0},
-                                  observation_layout={"phase2_dim": 228}, good=False)
+                                  observation_layout={"phase2_dim": 228}, trading_rules=rules,
+                                  input_example=client_input_example(synthetic_frames[0], rules, 228), good=False)
     assert version == "1"
     client = MlflowClient()
     assert str(client.get_model_version_by_alias("phase2_policy", "newest").version) == "1"

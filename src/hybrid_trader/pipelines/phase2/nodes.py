@@ -13,6 +13,7 @@ import pandas as pd
 from hybrid_trader.agents.backtest import flat_policy, random_policy, run_backtest, sb3_policy, summarize
 from hybrid_trader.agents.phase2 import PPOConfig, TrainingInterrupted, train_phase2
 from hybrid_trader.agents.registry import register_model
+from hybrid_trader.agents.serving import TradingRules
 from hybrid_trader.env.factory import make_vec_env, market_for_split
 from hybrid_trader.features.registry import PHASE2_DIM
 from hybrid_trader.markets import ContractSpec
@@ -121,10 +122,16 @@ def register_phase2_policy(
     feature_scaler: dict[str, Any],
     observation_layout: dict[str, Any],
     phase2_validation_report: dict[str, Any],
+    clean_bars: pd.DataFrame,
+    market_spec: dict[str, Any],
+    environment_params: dict[str, Any],
     phase2_params: dict[str, Any],
 ) -> dict[str, Any]:
     """Register the policy as a pyfunc model; alias ``good`` only if it beat random on validation."""
     report = phase2_validation_report
     return register_model(phase2_policy, name=phase2_params["registered_model_name"], observation_dim=PHASE2_DIM,
                           feature_scaler=feature_scaler, observation_layout=observation_layout,
-                          good=bool(report["beats_random"]), validation_mean_net_pnl=report["phase2"]["mean_net_pnl"])
+                          trading_rules=TradingRules.from_environment(contract_from_spec(market_spec),
+                                                                      environment_params),
+                          clean_bars=clean_bars, good=bool(report["beats_random"]),
+                          validation_mean_net_pnl=report["phase2"]["mean_net_pnl"])

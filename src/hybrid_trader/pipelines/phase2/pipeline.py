@@ -25,7 +25,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 func=register_phase2_policy,
                 inputs=["phase2_policy", "feature_scaler", "observation_layout", "phase2_validation_report",
-                        "params:phase2"],
+                        "clean_bars", "market_spec", "params:environment", "params:phase2"],
                 outputs="phase2_registration",
                 name="register_phase2_policy",
             ),

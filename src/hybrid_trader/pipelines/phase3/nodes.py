@@ -20,6 +20,7 @@ from hybrid_trader.agents.phase3 import (
     Phase3Config, backtest_hybrid, make_advised_env, overfitting_gap, start_worker, train_phase3,
 )
 from hybrid_trader.agents.registry import load_registered_sb3, register_model
+from hybrid_trader.agents.serving import TradingRules
 from hybrid_trader.env.factory import split_days
 from hybrid_trader.features.registry import HYBRID_DIM
 from hybrid_trader.pipelines.phase2.nodes import contract_from_spec, stop_training_run
@@ -192,6 +193,9 @@ def register_phase3_policy(
     feature_scaler: dict[str, Any],
     observation_layout: dict[str, Any],
     phase3_evaluation: dict[str, Any],
+    clean_bars: pd.DataFrame,
+    market_spec: dict[str, Any],
+    environment_params: dict[str, Any],
     phase3_params: dict[str, Any],
 ) -> dict[str, Any]:
     """Register the hybrid policy as ``phase3_hybrid`` (aliases ``newest``, and ``good`` when its
@@ -199,6 +203,9 @@ def register_phase3_policy(
     gap = phase3_evaluation["overfitting_gap"]
     return register_model(phase3_policy, name=phase3_params["registered_model_name"], observation_dim=HYBRID_DIM,
                           feature_scaler=feature_scaler, observation_layout=observation_layout,
+                          trading_rules=TradingRules.from_environment(contract_from_spec(market_spec),
+                                                                      environment_params),
+                          clean_bars=clean_bars,
                           good=gap["validation_mean_net_pnl"] > phase3_evaluation["validation_rl_only"]["mean_net_pnl"],
                           validation_mean_net_pnl=gap["validation_mean_net_pnl"])
 

@@ -42,7 +42,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 func=register_phase3_policy,
-                inputs=["phase3_policy", "feature_scaler", "observation_layout", "phase3_evaluation", "params:phase3"],
+                inputs=["phase3_policy", "feature_scaler", "observation_layout", "phase3_evaluation", "clean_bars",
+                        "market_spec", "params:environment", "params:phase3"],
                 outputs="phase3_registration",
                 name="register_phase3_policy",
             ),
