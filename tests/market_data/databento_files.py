@@ -30,7 +30,7 @@ def dbn_bytes(bars_by_symbol: dict[str, pd.DataFrame], *, schema: dbn.Schema = d
         volume = bars["volume"].round().astype("int64").to_numpy()
         for i in range(len(bars)):
             records.append(dbn.OHLCVMsg(
-                rtype=0x21, publisher_id=1, instrument_id=instrument_id, ts_event=int(ns[i]),  # 0x21: OHLCV-1m
+                rtype=int(dbn.RType.OHLCV_1M.value), publisher_id=1, instrument_id=instrument_id, ts_event=int(ns[i]),
                 open=int(fixed["open"][i]), high=int(fixed["high"][i]), low=int(fixed["low"][i]),
                 close=int(fixed["close"][i]), volume=int(volume[i]),
             ))

@@ -1,11 +1,11 @@
 """Read-only Kedro datasets that supply the raw bar table.
 
 The ``raw_bars`` catalog entry picks the source: the embedded synthetic
-market (default) or a CSV file (Databento GLBX ``ohlcv-1m`` or plain
-``timestamp,open,high,low,close,volume``; ``.zip``/``.gz`` read directly).
-Both return the same raw-table contract (see
-:mod:`hybrid_trader.market_data.ingest`), with ``attrs["source"]`` naming the
-input for error messages.
+market (default), a CSV file (Databento GLBX ``ohlcv-1m`` or plain
+``timestamp,open,high,low,close,volume``; ``.zip``/``.gz`` read directly) or
+a Databento DBN file (``.dbn``, ``.dbn.zst``). All return the same raw-table
+contract (see :mod:`hybrid_trader.market_data.ingest`), with
+``attrs["source"]`` naming the input for error messages.
 """
 
 from __future__ import annotations
@@ -19,12 +19,42 @@ import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
 from kedro.io.core import get_filepath_str, get_protocol_and_path
 
+from hybrid_trader.market_data.dbn_file import is_dbn_path, read_dbn_bars
 from hybrid_trader.market_data.synthetic import SyntheticMarketConfig, generate_synthetic_bars
 
-__all__ = ["BarsCSVDataset", "SyntheticBarsDataset"]
+__all__ = ["BarsCSVDataset", "BarsDBNDataset", "SyntheticBarsDataset"]
 
 
-class BarsCSVDataset(AbstractDataset[None, pd.DataFrame]):
+class _BarsFileDataset(AbstractDataset[None, pd.DataFrame]):
+    """A user's file of 1-minute bars (read-only); subclasses read one format."""
+
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        protocol, path = get_protocol_and_path(filepath)
+        self._protocol = protocol
+        self._filepath = PurePosixPath(path)
+        self._fs = fsspec.filesystem(protocol)
+        self.metadata = metadata
+
+    def _existing_path(self) -> str:
+        path = get_filepath_str(self._filepath, self._protocol)
+        if not self._fs.exists(path):
+            raise DatasetError(
+                f"raw bar file {path} does not exist; put your file there or point the "
+                "'raw_bars' catalog entry at it (see README, 'Bring your own data')"
+            )
+        return path
+
+    def save(self, data: None) -> None:
+        raise DatasetError(f"{type(self).__name__} is read-only")
+
+    def _exists(self) -> bool:
+        return self._fs.exists(get_filepath_str(self._filepath, self._protocol))
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "protocol": self._protocol}
+
+
+class BarsCSVDataset(_BarsFileDataset):
     """A user's CSV of 1-minute bars, read as text so validation sees every value.
 
     Example catalog entry::
@@ -36,20 +66,13 @@ class BarsCSVDataset(AbstractDataset[None, pd.DataFrame]):
 
     def __init__(self, filepath: str, load_args: dict[str, Any] | None = None,
                  metadata: dict[str, Any] | None = None) -> None:
-        protocol, path = get_protocol_and_path(filepath)
-        self._protocol = protocol
-        self._filepath = PurePosixPath(path)
-        self._fs = fsspec.filesystem(protocol)
+        if is_dbn_path(filepath):
+            raise DatasetError(f"{filepath} is a DBN file; read it with hybrid_trader.datasets.BarsDBNDataset")
+        super().__init__(filepath, metadata)
         self._load_args = {"compression": "infer", **(load_args or {})}
-        self.metadata = metadata
 
     def load(self) -> pd.DataFrame:
-        path = get_filepath_str(self._filepath, self._protocol)
-        if not self._fs.exists(path):
-            raise DatasetError(
-                f"raw bar file {path} does not exist; put your CSV there or point the "
-                "'raw_bars' catalog entry at it (see README, 'Bring your own data')"
-            )
+        path = self._existing_path()
         try:
             # Blank lines are kept as empty rows, so that row i is line i + 2 of the file ...
             frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False,
@@ -64,14 +87,27 @@ class BarsCSVDataset(AbstractDataset[None, pd.DataFrame]):
         frame.attrs["source"] = path
         return frame
 
-    def save(self, data: None) -> None:
-        raise DatasetError("BarsCSVDataset is read-only")
 
-    def _exists(self) -> bool:
-        return self._fs.exists(get_filepath_str(self._filepath, self._protocol))
+class BarsDBNDataset(_BarsFileDataset):
+    """A Databento DBN file of OHLCV-1m records, zstd-compressed (``.dbn.zst``) or not (``.dbn``).
 
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath), "protocol": self._protocol}
+    Decoded with Databento's ``databento-dbn`` library (see
+    :mod:`hybrid_trader.market_data.dbn_file`). Example catalog entry::
+
+        raw_bars:
+          type: hybrid_trader.datasets.BarsDBNDataset
+          filepath: data/01_raw/glbx-mdp3-20240101-20241231.ohlcv-1m.dbn.zst
+    """
+
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        if not is_dbn_path(filepath):
+            raise DatasetError(f"{filepath} does not end in .dbn or .dbn.zst; a CSV is read by BarsCSVDataset")
+        super().__init__(filepath, metadata)
+
+    def load(self) -> pd.DataFrame:
+        path = self._existing_path()
+        with self._fs.open(path, "rb") as stream:
+            return read_dbn_bars(stream, source=path)
 
 
 class SyntheticBarsDataset(AbstractDataset[None, pd.DataFrame]):

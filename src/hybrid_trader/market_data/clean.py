@@ -161,7 +161,7 @@ def ingest_bars(
 
     report = {
         "source": source,
-        "format": fmt if "regime" not in raw else "synthetic",
+        "format": "synthetic" if "regime" in raw else raw.attrs.get("format", fmt),
         "strict": config.strict,
         "assume_timezone": config.assume_timezone,
         "timestamps_without_offset": naive_timestamps,

@@ -39,6 +39,10 @@ RULES: dict[str, Rule] = {
             "no_data_rows", "error",
             "The file holds at least one data row (an empty file, or one with only a header, stops the run).",
         ),
+        Rule(
+            "dbn_schema", "error",
+            "A DBN file decodes completely and holds ohlcv-1m records (the schema in its metadata).",
+        ),
         Rule("required_columns", "error", "The file has every column of its format (Databento or plain)."),
         Rule("unparseable_timestamp", "error", "Every timestamp parses (ISO-8601 with or without offset, or epoch ns)."),
         Rule("unparseable_value", "error", "Every price and volume is a finite number."),
