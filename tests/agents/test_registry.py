@@ -226,6 +226,15 @@ def test_the_sessions_last_bar_and_a_second_date_are_refused(data):
         client_observation(two_days, observation_dim=PHASE2_DIM, scaler=scaler, rules=RULES)
 
 
+def test_the_docs_list_every_account_column_as_in_code():
+    from hybrid_trader.agents.serving import ACCOUNT_FIELDS, POSITION_FIELDS
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "serving.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| `account_")]
+    assert rows == [f"| `{f.name}` | both | {f.meaning} |" for f in POSITION_FIELDS] + [
+        f"| `{f.name}` | `phase3_hybrid` | {f.meaning} |" for f in ACCOUNT_FIELDS]
+
+
 # ------------------------------------------------------------------ the registry
 
 

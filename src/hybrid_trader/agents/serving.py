@@ -82,10 +82,10 @@ ACCOUNT_FIELDS: tuple[AccountField, ...] = (
     AccountField("account_balance", "realized balance now: the start balance plus closed trades' P&L, minus every "
                                     "commission paid, including the open position's entry ($)"),
     AccountField("account_session_start_balance", "the balance at the session's start ($)"),
-    AccountField("account_drawdown_floor", "the trailing-drawdown threshold now: the equity at which the account "
-                                           "is liquidated ($)"),
+    AccountField("account_drawdown_floor", "the trailing drawdown threshold now (Apex's liquidation threshold): "
+                                           "the equity at which the account is liquidated ($)"),
     AccountField("account_realized_pnl_today", "P&L of the session's closed trades, net of costs ($)"),
-    AccountField("account_consecutive_losses", "losing trades in a row, most recent last"),
+    AccountField("account_consecutive_losses", "losing trades in a row up to the last closed trade (0 after a win)"),
     AccountField("account_closed_trades_today", "trades closed this session"),
     AccountField("account_wins_last_10", "winning trades among the last min(10, closed trades today) closed trades"),
     AccountField("account_entries_today", "positions opened this session"),
