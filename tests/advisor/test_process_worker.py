@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 
 import numpy as np
 
 from hybrid_trader.advisor.advisor import Advisor, AdvisorConfig
 from hybrid_trader.advisor.worker import ProcessAdvisor
 from tests.advisor.conftest import FLAT_MASK, LONG_MASK, mirrored, up_state
+from tests.conftest import PROJECT_ROOT
 
 
 def test_the_process_worker_answers_fills_the_cache_and_stops(advisor_params, llm_cache_dir, real_backend):
@@ -46,3 +50,16 @@ def test_a_worker_whose_model_cannot_load_switches_the_advisor_off(advisor_param
     assert not worker.submit([up_state()], FLAT_MASK[None], [0], step=0)
     worker.close()
     assert not worker.alive
+
+
+def test_a_terminated_worker_leaves_no_semaphore_behind(llm_cache_dir, real_backend):
+    """A spawned child's tqdm lock is a named semaphore: killed without its exit finalizers, the child
+    leaves it to the resource tracker, which warns of a leak when the parent exits."""
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "tests.advisor.terminate_worker_run", str(llm_cache_dir)],
+                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert "terminating it" in output  # the path under test was taken
+    assert "worker alive after close: False" in output
+    assert "leaked semaphore" not in output and "Traceback" not in output, output[-3000:]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import queue
+import signal
 import threading
 import time
 from typing import Any, Mapping, Sequence
@@ -36,6 +37,9 @@ from hybrid_trader.env.actions import N_ACTIONS
 __all__ = ["AsyncAdvisor", "ProcessAdvisor"]
 
 logger = logging.getLogger(__name__)
+
+# How long a terminated worker may take to finish its current model call and exit (it returns sooner).
+_TERMINATE_WAIT_S = 60.0
 
 
 def _fresh_answers(answers: Mapping[int, tuple[int, np.ndarray, float]], env_ids: Sequence[int], step: int,
@@ -149,9 +153,33 @@ class AsyncAdvisor:
         self.advisor.close()
 
 
+def _exit_cleanly_on_terminate(results: Any) -> None:
+    """Make SIGTERM (``Process.terminate``) end the child through Python's exit path.
+
+    A spawned child's locks are named semaphores (tqdm makes one while the model loads); only
+    multiprocessing's exit finalizers unlink them. Killed outright, the child leaves them to the
+    resource tracker, which then warns of leaked semaphores when the parent exits. Unsent answers
+    are moot by then, so the exit does not wait to flush them.
+    """
+    def on_terminate(signum: int, frame: Any) -> None:
+        results.cancel_join_thread()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_terminate)
+
+
 def _serve_in_process(advisor_params: dict[str, Any], requests: Any, results: Any, batch_size: int) -> None:
     """The child: build its own advisor (no cache: the parent keeps the cache), then answer the
     newest waiting query of each environment, oldest first, in batches, until a ``None`` request."""
+    _exit_cleanly_on_terminate(results)
+    try:
+        _answer_until_stopped(advisor_params, requests, results, batch_size)
+    finally:
+        # Leaving (asked to, or terminated): a later SIGTERM must not interrupt the exit's finalizers.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _answer_until_stopped(advisor_params: dict[str, Any], requests: Any, results: Any, batch_size: int) -> None:
     try:
         advisor = Advisor.from_params(advisor_params)
     except Exception as error:  # reported to the parent, which switches the advisor off
@@ -304,8 +332,12 @@ class ProcessAdvisor:
                 self._process.join(0.05)
             if self._process.is_alive():
                 logger.error("advisor worker process did not stop within %.0f s; terminating it", timeout)
-                self._process.terminate()
-                self._process.join(5)
+                self._process.terminate()  # the child exits through its finalizers (see above)
+                self._process.join(_TERMINATE_WAIT_S)
+                if self._process.is_alive():
+                    logger.error("advisor worker process ignored SIGTERM for %.0f s; killing it", _TERMINATE_WAIT_S)
+                    self._process.kill()
+                    self._process.join(_TERMINATE_WAIT_S)
         self._collect()
         self._closed = True
         for channel in (self._requests, self._results):
