@@ -62,6 +62,20 @@ def assert_clean_exit(proc: subprocess.CompletedProcess) -> None:
     assert "leaked semaphore" not in text and "resource_tracker" not in text, text[-2000:]
 
 
+def assert_generated_files_are_ignored(project: Path) -> None:
+    """Everything a run wrote (all but the copied configuration) is ignored by the checkout's git, so a
+    clone stays clean after ``kedro run`` and ``kedro viz``."""
+    if not (PROJECT_ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    written = sorted(str(path.relative_to(project)) for path in project.rglob("*")
+                     if path.is_file() and path.parts[len(project.parts)] not in ("conf", "pyproject.toml"))
+    assert written
+    proc = subprocess.run(["git", "check-ignore", "--stdin", "--verbose", "--non-matching"], cwd=PROJECT_ROOT,
+                          input="\n".join(written) + "\n", capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    not_ignored = [line.split("\t", 1)[1] for line in proc.stdout.splitlines() if line.startswith("::")]
+    assert not not_ignored, not_ignored[:20]
+
+
 def _new_project(root: Path) -> Path:
     shutil.copy(PROJECT_ROOT / "pyproject.toml", root)
     shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
@@ -141,6 +155,7 @@ def test_kedro_run_test_env_writes_bars_report_and_mlflow_run(finished_run):
     assert "| clean_exit | no | yes | yes | PASS |" in (project / "data/08_reporting/phase3_health_report.md").read_text()
     assert json.loads((project / "data/07_model_output/phase3_registration.json").read_text())["version"] == "1"
     assert list(project.glob("mlruns/*/*/artifacts/phase3_health_report.md"))
+    assert_generated_files_are_ignored(project)
 
 
 def test_phase3_alone_reruns_training_and_fails_on_missed_targets_when_asked(project):
@@ -228,3 +243,4 @@ def test_kedro_viz_build_shows_the_phase3_nodes_in_headless_chromium(project):
                  "write_phase3_health_report", "backtest_agents"):
         assert re.search(rf'pipeline-node__text[^>]*>{node}<', dom), node
     assert screenshot.stat().st_size > 10_000
+    assert_generated_files_are_ignored(project)
