@@ -135,8 +135,14 @@ class TradingRules:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TradingRules":
+        """Read :meth:`to_dict`'s output; fields this code does not know are left out (a version
+        registered by other code still loads; none of them reaches the observation)."""
+        def known(kind: type, values: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(kind)}}
+
         window = data["entry_window"]
-        return cls(ContractSpec(**data["contract"]), EngineConfig(**data["engine"]), window["start"], window["end"])
+        return cls(ContractSpec(**known(ContractSpec, data["contract"])),
+                   EngineConfig(**known(EngineConfig, data["engine"])), window["start"], window["end"])
 
 
 def client_observation(frame: pd.DataFrame, *, observation_dim: int, scaler: FeatureScaler,
@@ -159,6 +165,8 @@ def client_observation(frame: pd.DataFrame, *, observation_dim: int, scaler: Fea
     """
     phase = phase_of(observation_dim)
     fields = account_fields(observation_dim)
+    if frame.empty:
+        raise ClientInputError("the bars input has no rows")
     missing = [c for c in (*BAR_INPUT_COLUMNS, *(f.name for f in fields)) if c not in frame.columns]
     if missing:
         raise ClientInputError(f"the bars input lacks the column(s) {missing}; see docs/serving.md")
@@ -172,17 +180,17 @@ def client_observation(frame: pd.DataFrame, *, observation_dim: int, scaler: Fea
     if not market.episode_start[decision]:
         first = np.flatnonzero(market.episode_start)
         clock = bars["timestamp"].iloc[-1].strftime("%H:%M")
-        if len(first) == 0 or first[0] > decision:
-            earliest = padded["timestamp"].iloc[first[0]].strftime("%H:%M") if len(first) else "never"
+        if len(first) and first[0] > decision:
             raise ClientInputError(
                 f"too few bars: {len(bars)} bar(s) through {clock}, but the indicators and the "
-                f"{observation_dim}-column observation are defined only from the {earliest} bar on "
-                f"({first[0] + 1 if len(first) else '-'} bars from the session's first bar); send bars "
-                "through that bar or later")
-        raise ClientInputError(f"no decision is taken at {clock}: the observation is undefined there")
-    config = engine_config({"engine": dataclasses.asdict(rules.engine)}, episode_mode="full_session",
-                           **({"starting_balance": account["account_session_start_balance"]} if phase == 3 else {}))
-    engine = TradingEngine(market, config, n_envs=1)
+                f"{observation_dim}-column observation are defined only from the "
+                f"{padded['timestamp'].iloc[first[0]].strftime('%H:%M')} bar on ({first[0] + 1} bars from the "
+                "session's first bar); send bars through that bar or later")
+        raise ClientInputError(f"the observation is undefined at {clock}: an indicator of these bars is undefined "
+                               "there (e.g. prices unchanged for many bars: a zero ATR)")
+    # Phase 3 reads the equity change since the session's start against the engine's starting balance.
+    start = {"starting_balance": account["account_session_start_balance"]} if phase == 3 else {}
+    engine = TradingEngine(market, dataclasses.replace(rules.engine, episode_mode="full_session", **start), n_envs=1)
     engine.reset(starts=np.array([decision]))
     _set_account(engine, account, phase)
     builder = ObservationBuilder(phase)
@@ -195,8 +203,6 @@ def client_observation(frame: pd.DataFrame, *, observation_dim: int, scaler: Fea
 
 def _session_bars(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The client's bars in New York time with their session, checked against the session grid."""
-    if frame.empty:
-        raise ClientInputError("the bars input has no rows")
     text = frame["timestamp"].astype(str)
     no_offset = ~text.str.strip().str.contains(_OFFSET)
     if no_offset.any():
@@ -208,8 +214,9 @@ def _session_bars(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     except (ValueError, TypeError) as error:
         raise ClientInputError(f"unreadable timestamp: {error}") from None
     prices = frame[["open", "high", "low", "close", "volume"]].apply(pd.to_numeric, errors="coerce")
-    bad = ~np.isfinite(prices.to_numpy(dtype=float)).all(axis=1) | (prices[["open", "high", "low", "close"]] <= 0).any(
-        axis=1).to_numpy() | (prices["volume"] < 0).to_numpy() | (prices["high"] < prices["low"]).to_numpy()
+    ohlc = prices[["open", "high", "low", "close"]]
+    bad = (~np.isfinite(prices.to_numpy(dtype=float)).all(axis=1) | (ohlc <= 0).any(axis=1).to_numpy()
+           | (prices["volume"] < 0).to_numpy() | (prices["high"] < prices["low"]).to_numpy())
     if bad.any():
         raise ClientInputError(f"bar {timestamps.iloc[int(np.argmax(bad))].isoformat()} has a missing, non-positive "
                                "or inconsistent price or volume")
@@ -258,15 +265,15 @@ def _account_state(row: pd.Series, fields: tuple[AccountField, ...]) -> dict[str
     if side not in (-1, 0, 1):
         raise ClientInputError(f"account_position must be -1, 0 or 1, got {row['account_position']!r}")
     flat = side == 0
-    prices = ("account_entry_price", "account_stop_price", "account_target_price", "account_bars_held")
+    position_only = ("account_entry_price", "account_stop_price", "account_target_price", "account_bars_held")
     for name, value in values.items():
-        if flat and name in prices:
+        if flat and name in position_only:
             values[name] = 0.0
         elif not np.isfinite(value):
             raise ClientInputError(f"{name} is missing or not a number on the decision bar's row")
     if "account_session_start_balance" in values and values["account_session_start_balance"] <= 0:
         raise ClientInputError("account_session_start_balance must be > 0")
-    if not flat and min(values[p] for p in prices[:3]) <= 0:
+    if not flat and min(values[p] for p in position_only[:3]) <= 0:
         raise ClientInputError("an open position needs positive entry, stop and target prices")
     for flag in ("account_stop_at_breakeven", "account_trailing_stop"):
         if values[flag] not in (0, 1):
