@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import settings
 from omegaconf import OmegaConf
 
 from hybrid_trader.advisor.backend import BackendConfig, TransformersBackend
@@ -21,6 +22,14 @@ from hybrid_trader.markets import CONTRACTS
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# Property tests draw the same examples on every run and machine, so a failure reproduces: examples
+# derive from each test's own code (derandomize), no example database carries state between runs,
+# and no per-example deadline (a loaded machine is slow, not wrong). HYPOTHESIS_PROFILE=explore
+# (or pytest --hypothesis-profile=explore) searches with fresh random examples instead.
+settings.register_profile("ci", derandomize=True, database=None, max_examples=50, deadline=None, print_blob=True)
+settings.register_profile("explore", max_examples=500, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
