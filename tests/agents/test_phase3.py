@@ -8,9 +8,9 @@ import torch
 
 from hybrid_trader.advisor.advisor import Advice, Advisor, AdvisorConfig, AdvisorStats
 from hybrid_trader.advisor.schedule import QuerySchedule, QueryScheduleConfig
-from hybrid_trader.agents.adapter import phase3_from_phase2
+from hybrid_trader.agents.adapter import ObservationAdapter, phase3_from_phase2
 from hybrid_trader.agents.advised_env import AdvisedVecEnv, AdvisorTelemetry, advisor_market_inputs
-from hybrid_trader.agents.fusion import ADVICE_PRESENT, ADVICE_PROBABILITIES
+from hybrid_trader.agents.fusion import ADVICE_CONFIDENCE, ADVICE_PRESENT, ADVICE_PROBABILITIES
 from hybrid_trader.agents.phase2 import PPOConfig
 from hybrid_trader.agents.phase3 import Phase3Config, WarmupCallback
 from hybrid_trader.env.actions import N_ACTIONS, Action
@@ -370,3 +370,124 @@ def test_telemetry_rates_follow_their_definitions():
     assert rates == {"query_rate": 0.2, "cache_hit_rate": 0.75, "mean_confidence": 0.5, "disagreement_rate": 0.25,
                      "agreement_rate": 0.75, "advice_coverage": 0.6, "override_rate": 0.03,
                      "advisor_ms_per_step": 0.5}
+
+
+# -- the RL part's own distribution --------------------------------------------------------------
+def _perturbed_hybrid(synthetic_market, raw_inputs, phase2_model, **kwargs):
+    """A hybrid whose adapter is no longer the identity (as after training)."""
+    env = advised(synthetic_market, raw_inputs)
+    model = phase3_from_phase2(phase2_model, env, n_steps=32, batch_size=32, seed=2, **kwargs)
+    generator = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for adapter in (m for m in model.policy.modules() if isinstance(m, ObservationAdapter)):
+            adapter.linear.weight.add_(0.05 * torch.randn(adapter.linear.weight.shape, generator=generator))
+    return model
+
+
+@pytest.mark.parametrize("critic_adapter", [False, True])
+def test_rl_probabilities_are_the_policys_masked_distribution_without_advice(synthetic_market, raw_inputs,
+                                                                              phase2_model, critic_adapter):
+    model = _perturbed_hybrid(synthetic_market, raw_inputs, phase2_model, llm_weight=0.6,
+                              critic_adapter=critic_adapter)
+    rng = np.random.default_rng(5)
+    obs = np.zeros((200, HYBRID_DIM), dtype=np.float32)
+    obs[:, :PHASE3_DIM] = rng.normal(scale=2.0, size=(200, PHASE3_DIM))
+    obs[:, ADVICE_PROBABILITIES] = rng.dirichlet(np.ones(N_ACTIONS), size=200)
+    obs[:, ADVICE_PRESENT] = 1.0
+    flat, long = [True, True, True, False, False, False], [True, False, False, True, True, False]
+    masks = np.array([flat, long] * 100)
+
+    got = model.policy.rl_probabilities(obs, masks)
+    policy = model.policy
+    without_advice = obs.copy()
+    without_advice[:, PHASE3_DIM:] = 0.0
+    with torch.no_grad():
+        expected = policy.get_distribution(torch.as_tensor(without_advice), masks).distribution.probs.numpy()
+        fused = policy.get_distribution(torch.as_tensor(obs), masks).distribution.probs.numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert (got[~masks] == 0).all()
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-6)
+    assert np.abs(fused - got).max() > 0.05  # the advice columns, present here, are not read
+    np.testing.assert_array_equal(model.policy.rl_probabilities(obs[:, :PHASE3_DIM], masks), got)
+    unmasked = model.policy.rl_probabilities(obs)  # no masks: all six actions
+    assert (unmasked > 0).all()
+    np.testing.assert_allclose(got[::2, :3], unmasked[::2, :3] / unmasked[::2, :3].sum(axis=1, keepdims=True),
+                               atol=1e-6)
+
+
+class RecordingAdvisor(ScriptedAdvisor):
+    """The scripted advisor that also records which environments asked."""
+
+    def __init__(self) -> None:
+        super().__init__(Action.SELL)
+        self.asked: list[list[int]] = []
+
+    def advise(self, states, masks, env_ids=None, use_model=True):
+        self.asked.append(list(env_ids))
+        return super().advise(states, masks, env_ids, use_model)
+
+
+def test_rl_probabilities_drive_the_uncertain_trigger_and_the_disagreement_count(synthetic_market, raw_inputs,
+                                                                                phase2_model):
+    model = _perturbed_hybrid(synthetic_market, raw_inputs, phase2_model)
+    schedule = dict(query_interval=1000, query_cooldown=0)
+
+    # A first pass without an advisor measures the RL part's top probability at each bar.
+    probe = advised(synthetic_market, raw_inputs, None, n_envs=3, seed=7, confidence_threshold=0.5, **schedule)
+    probe.attach_policy(model.policy)
+    obs, rl = probe.reset(), []
+    for _ in range(12):
+        rl.append(model.policy.rl_probabilities(obs, probe.action_masks()))
+        obs, _, done, _ = probe.step(np.zeros(3, dtype=int))
+        assert not done.any()
+    tops = np.array([r.max(axis=1) for r in rl])
+    threshold = float(np.median(tops[1:]))  # uncertain at about half of the later bars
+
+    advisor = RecordingAdvisor()
+    env = advised(synthetic_market, raw_inputs, advisor, n_envs=3, seed=7, confidence_threshold=threshold, **schedule)
+    env.attach_policy(model.policy)
+    env.reset()
+    for _ in range(11):
+        env.step(np.zeros(3, dtype=int))  # HOLD: flat throughout, so only "uncertain" asks after bar 0
+    expected = [[0, 1, 2]] + [np.flatnonzero(top < threshold).tolist() for top in tops[1:]]
+    assert advisor.asked == [e for e in expected if e]
+    assert 0 < sum(map(len, expected[1:])) < 33
+    assert env.schedule.trigger_counts["uncertain"] == sum(map(len, expected[1:]))
+    # Each answer prefers SELL; it disagrees where the RL part's masked argmax is not SELL.
+    rl_argmax = [r.argmax(axis=1) for r in rl]
+    assert env.telemetry.disagreements == sum(int((rl_argmax[bar][e] != Action.SELL).sum())
+                                              for bar, e in enumerate(expected))
+    assert env.telemetry.answers == sum(map(len, expected))
+
+
+# -- an answer that arrives after the position changed -------------------------------------------
+def test_an_async_answer_is_remasked_to_the_actions_allowed_when_it_arrives(synthetic_market, raw_inputs):
+    worker = HandWorker()
+    venv = TradingVecEnv(synthetic_market, EngineConfig(), n_envs=1, phase=3, seed=0)
+    env = AdvisedVecEnv(venv, raw_inputs, MissingAdvisor(), QueryScheduleConfig(query_interval=50, query_cooldown=5),
+                        mode="async", worker=worker, max_advice_age=20)
+    env.reset()
+    (key,), asked_flat = worker.submitted[0]
+    assert env.action_masks()[0].tolist() == [True, True, True, False, False, False]  # flat
+    env.step(np.array([Action.BUY]))
+    masks = env.action_masks()[0]
+    assert env.engine.side[0] == 1 and not masks[Action.BUY] and not masks[Action.SELL]
+    # The answer to the flat query arrives now that the account is long: entries are no longer allowed.
+    worker.answers[key] = (asked_flat, np.array([0.2, 0.5, 0.3, 0, 0, 0]), 0.5)
+    obs, *_ = env.step(np.array([Action.HOLD]))
+    assert obs[0, ADVICE_PRESENT] == 1
+    np.testing.assert_allclose(obs[0, ADVICE_PROBABILITIES], [1, 0, 0, 0, 0, 0])  # HOLD's share, renormalised
+    assert obs[0, ADVICE_CONFIDENCE] == 1.0 and env.telemetry.answers == 1
+
+
+def test_an_async_answer_with_nothing_left_allowed_is_dropped(synthetic_market, raw_inputs):
+    worker = HandWorker()
+    venv = TradingVecEnv(synthetic_market, EngineConfig(), n_envs=1, phase=3, seed=0)
+    env = AdvisedVecEnv(venv, raw_inputs, MissingAdvisor(), QueryScheduleConfig(query_interval=50, query_cooldown=5),
+                        mode="async", worker=worker, max_advice_age=20)
+    env.reset()
+    (key,), asked_flat = worker.submitted[0]
+    env.step(np.array([Action.BUY]))
+    worker.answers[key] = (asked_flat, np.array([0, 0.6, 0.4, 0, 0, 0]), 0.6)  # only entries
+    obs, *_ = env.step(np.array([Action.HOLD]))
+    assert obs[0, ADVICE_PRESENT] == 0 and not obs[0, ADVICE_PROBABILITIES].any() and env.telemetry.answers == 0
