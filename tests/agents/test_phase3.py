@@ -491,3 +491,79 @@ def test_an_async_answer_with_nothing_left_allowed_is_dropped(synthetic_market, 
     worker.answers[key] = (asked_flat, np.array([0, 0.6, 0.4, 0, 0, 0]), 0.6)  # only entries
     obs, *_ = env.step(np.array([Action.HOLD]))
     assert obs[0, ADVICE_PRESENT] == 0 and not obs[0, ADVICE_PROBABILITIES].any() and env.telemetry.answers == 0
+
+
+# -- the RL-only evaluation and the `good` decision ---------------------------------------------
+@pytest.fixture(scope="module")
+def split_frames():
+    """Four synthetic sessions, two train and two validation, as the pipeline hands them to Phase 3."""
+    import pandas as pd
+
+    from hybrid_trader.features.bar_features import compute_bar_features
+    from hybrid_trader.market_data.clean import CleaningConfig, ingest_bars
+    from hybrid_trader.market_data.synthetic import SyntheticMarketConfig, generate_synthetic_bars
+    from hybrid_trader.pipelines.data_split.nodes import fit_feature_scaler, scale_features
+
+    raw = generate_synthetic_bars(SyntheticMarketConfig(n_days=4, seed=5, start_date="2024-03-04"))
+    result = ingest_bars(raw, CleaningConfig(), source="synthetic")
+    bar_features = compute_bar_features(result.bars, result.sessions)
+    days = np.sort(bar_features["session_date"].unique())
+    day_splits = pd.DataFrame({"session_date": days, "split": ["train", "validation", "train", "validation"]})
+    model_input = scale_features(bar_features, day_splits, fit_feature_scaler(bar_features, day_splits, {"clip": 5.0}))
+    return result.bars, model_input, bar_features
+
+
+def _params(name: str) -> dict:
+    from omegaconf import OmegaConf
+
+    from tests.conftest import PROJECT_ROOT
+
+    return OmegaConf.to_container(OmegaConf.load(PROJECT_ROOT / f"conf/base/parameters{name}.yml"))
+
+
+def test_the_rl_only_evaluation_switches_the_advisor_off_and_decides_good(synthetic_market, raw_inputs,
+                                                                          phase2_model, split_frames, monkeypatch):
+    import dataclasses
+
+    from hybrid_trader.advisor.cache import AdviceCache
+    from hybrid_trader.agents.backtest import summarize
+    from hybrid_trader.agents.phase3 import backtest_hybrid, make_advised_env
+    from hybrid_trader.markets import CONTRACTS
+    from hybrid_trader.pipelines.phase3 import nodes
+
+    class LoadsScripted:  # the advisor the node loads: one that always leans SELL, answering at once
+        @staticmethod
+        def from_params(params, cache=None):
+            advisor = ScriptedAdvisor(Action.SELL)
+            advisor.close = lambda: None
+            return advisor
+
+    monkeypatch.setattr(nodes, "Advisor", LoadsScripted)
+    hybrid = phase3_from_phase2(phase2_model, advised(synthetic_market, raw_inputs), llm_weight=0.9, n_steps=32,
+                                batch_size=32, seed=2)
+    environment, phase3_params = _params("")["environment"], _params("_phase3")["phase3"]
+    clean_bars, model_input, bar_features = split_frames
+    contract = CONTRACTS["NQ"]
+    evaluation = nodes.evaluate_phase3_policy(hybrid, clean_bars, model_input, bar_features,
+                                              dataclasses.asdict(contract), AdviceCache(), environment, {},
+                                              phase3_params)
+    assert hybrid.policy.llm_weight_override is None  # restored after the RL-only backtest
+
+    # The RL part alone, computed another way: the same policy on environments that never ask.
+    config = Phase3Config.from_params({**phase3_params, "use_advisor": False})
+    never_asks = make_advised_env(clean_bars, model_input, bar_features, contract, environment, "validation", config,
+                                  advisor=None, worker=None, n_envs=1, episode_mode="full_session", mode="cached")
+    rl_only = summarize(backtest_hybrid(hybrid, never_asks))
+    assert evaluation["validation_rl_only"] == rl_only and rl_only["sessions"] == 2
+    hybrid_pnl = evaluation["overfitting_gap"]["validation_mean_net_pnl"]
+    assert hybrid_pnl != rl_only["mean_net_pnl"]  # the advisor, at w = 0.9, changed the trades
+
+    registered = []
+    monkeypatch.setattr(nodes, "register_model", lambda model, **kwargs: registered.append(kwargs))
+    for rl_pnl in (rl_only["mean_net_pnl"], hybrid_pnl - 1.0, hybrid_pnl, hybrid_pnl + 1.0):
+        outcome = {**evaluation, "validation_rl_only": {**rl_only, "mean_net_pnl": rl_pnl}}
+        nodes.register_phase3_policy(hybrid, feature_scaler={}, observation_layout={}, phase3_evaluation=outcome,
+                                     clean_bars=clean_bars, market_spec=dataclasses.asdict(contract),
+                                     environment_params=environment, phase3_params=phase3_params)
+    assert [r["good"] for r in registered] == [hybrid_pnl > rl_only["mean_net_pnl"], True, False, False]
+    assert {r["validation_mean_net_pnl"] for r in registered} == {hybrid_pnl}
