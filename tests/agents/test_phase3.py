@@ -567,3 +567,47 @@ def test_the_rl_only_evaluation_switches_the_advisor_off_and_decides_good(synthe
                                      environment_params=environment, phase3_params=phase3_params)
     assert [r["good"] for r in registered] == [hybrid_pnl > rl_only["mean_net_pnl"], True, False, False]
     assert {r["validation_mean_net_pnl"] for r in registered} == {hybrid_pnl}
+
+
+# -- checkpoint and resume ------------------------------------------------------------------------
+def test_a_learned_llm_weight_survives_checkpoint_and_resume(synthetic_market, raw_inputs, phase2_model, tmp_path):
+    from sb3_contrib import MaskablePPO
+
+    from hybrid_trader.agents.callbacks import latest_checkpoint
+    from hybrid_trader.agents.phase3 import train_phase3
+
+    ppo = dict(n_steps=32, batch_size=32, n_epochs=4, n_envs=2, total_timesteps=128, eval_every_steps=64,
+               checkpoint_every_steps=64, seed=3, target_kl=None, learning_rate=1e-2, lr_schedule="constant")
+    config = Phase3Config(ppo=PPOConfig(**ppo), adapter_warmup_steps=32, llm_weight=0.3, learn_llm_weight=True)
+
+    def envs():
+        evaluation = AdvisedVecEnv(TradingVecEnv(synthetic_market, EngineConfig(episode_mode="full_session"), n_envs=1,
+                                                 phase=3), raw_inputs, ScriptedAdvisor(), QueryScheduleConfig())
+        return advised(synthetic_market, raw_inputs, ScriptedAdvisor(), n_envs=2), evaluation
+
+    work = tmp_path / "work"
+    first, _ = train_phase3(config, phase2_model, *envs(), 1, work, progress_bar=False)
+    learned = float(first.model.policy.llm_weight().detach())
+    assert abs(learned - 0.3) > 1e-3  # w moved while training
+    checkpoint, sidecar = latest_checkpoint(work / "checkpoints")
+    assert sidecar["num_timesteps"] == 128
+    saved = MaskablePPO.load(checkpoint, device="cpu").policy
+    assert float(saved.llm_weight().detach()) == pytest.approx(learned, abs=1e-7)
+    theta_state = first.model.policy.optimizer.state[first.model.policy.llm_weight_logit]
+
+    # Resuming with nothing left to train gives back the checkpoint as it was: w and its Adam state.
+    same, _ = train_phase3(config, phase2_model, *envs(), 1, work, resume=True, progress_bar=False)
+    policy = same.model.policy
+    assert same.resumed_from == checkpoint and same.model.num_timesteps == 128
+    assert float(policy.llm_weight().detach()) == pytest.approx(learned, abs=1e-7)
+    assert any(policy.llm_weight_logit is p for group in policy.optimizer.param_groups for p in group["params"])
+    restored = policy.optimizer.state[policy.llm_weight_logit]
+    assert restored["step"] == theta_state["step"] > 0
+    torch.testing.assert_close(restored["exp_avg"], theta_state["exp_avg"])
+
+    # Training on from there keeps learning w from its learned value.
+    longer = Phase3Config(**{**config.__dict__, "ppo": PPOConfig(**{**ppo, "total_timesteps": 192})})
+    resumed, _ = train_phase3(longer, phase2_model, *envs(), 1, work, resume=True, progress_bar=False)
+    assert resumed.model.num_timesteps == 192
+    assert resumed.model.policy.optimizer.state[resumed.model.policy.llm_weight_logit]["step"] > theta_state["step"]
+    assert float(resumed.model.policy.llm_weight().detach()) != pytest.approx(learned, abs=1e-6)
