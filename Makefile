@@ -52,8 +52,9 @@ MUTATION_JOBS ?= 1
 
 mutation: setup
 	$(PY) -m pip install --quiet -r requirements-mutation.txt
+	@# One OpenMP thread: a forked mutant would otherwise hang in torch's inherited thread pool.
 	for module in $(MUTATION_MODULES); do \
-	  $(VENV)/bin/mutmut run --max-children $(MUTATION_JOBS) "$$module.*" || exit 1; done
+	  OMP_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children $(MUTATION_JOBS) "$$module.*" || exit 1; done
 	@# Killed share = (killed + timeout) / mutants; "no tests" counts as not killed.
 	@$(VENV)/bin/mutmut results --all true | awk -F': ' -v modules="$(MUTATION_MODULES)" ' \
 	  { m = $$1; sub(/^ +/, "", m); sub(/\.[^.]*$$/, "", m); n[m]++ } \
