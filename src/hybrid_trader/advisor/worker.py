@@ -168,18 +168,24 @@ def _exit_cleanly_on_terminate(results: Any) -> None:
     signal.signal(signal.SIGTERM, on_terminate)
 
 
-def _serve_in_process(advisor_params: dict[str, Any], requests: Any, results: Any, batch_size: int) -> None:
+def _serve_in_process(advisor_params: dict[str, Any], requests: Any, results: Any, batch_size: int,
+                      stop: Any) -> None:
     """The child: build its own advisor (no cache: the parent keeps the cache), then answer the
-    newest waiting query of each environment, oldest first, in batches, until a ``None`` request."""
+    newest waiting query of each environment, oldest first, in batches, until ``stop`` is set.
+
+    ``stop`` is an event rather than a last request: at the end of training thousands of requests
+    may still wait in the pipe, and answering them all first took longer than the close allowed.
+    """
     _exit_cleanly_on_terminate(results)
     try:
-        _answer_until_stopped(advisor_params, requests, results, batch_size)
+        _answer_until_stopped(advisor_params, requests, results, batch_size, stop)
     finally:
         # Leaving (asked to, or terminated): a later SIGTERM must not interrupt the exit's finalizers.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def _answer_until_stopped(advisor_params: dict[str, Any], requests: Any, results: Any, batch_size: int) -> None:
+def _answer_until_stopped(advisor_params: dict[str, Any], requests: Any, results: Any, batch_size: int,
+                          stop: Any) -> None:
     try:
         advisor = Advisor.from_params(advisor_params)
     except Exception as error:  # reported to the parent, which switches the advisor off
@@ -188,21 +194,19 @@ def _answer_until_stopped(advisor_params: dict[str, Any], requests: Any, results
     results.put(("ready", advisor.backend.identity))
     pending: dict[int, tuple[Any, np.ndarray, int]] = {}
     superseded = 0
-    while True:
+    while not stop.is_set():
         block = not pending
-        while True:
+        while not stop.is_set():
             try:
                 item = requests.get(timeout=0.1) if block else requests.get_nowait()
             except queue.Empty:
                 break
-            if item is None:
-                return
             block = False
             for state, mask, env, step in item:
                 superseded += int(env in pending)
                 pending.pop(env, None)
                 pending[env] = (state, mask, step)
-        if not pending:
+        if not pending or stop.is_set():
             continue
         envs = list(pending)[:batch_size]
         batch = [(env, *pending.pop(env)) for env in envs]
@@ -238,12 +242,13 @@ class ProcessAdvisor:
         context = multiprocessing.get_context("spawn")
         self._requests = context.Queue()
         self._results = context.Queue()
+        self._stop = context.Event()
         self._answers: dict[int, tuple[int, np.ndarray, float]] = {}
         self._in_flight = 0
         self.submitted = self.superseded = self.answered = 0
         self._closed = False
         self._process = context.Process(target=_serve_in_process, name="advisor-worker",
-                                        args=(dict(advisor_params), self._requests, self._results, batch_size),
+                                        args=(dict(advisor_params), self._requests, self._results, batch_size, self._stop),
                                         daemon=True)
         self._process.start()
         kind, detail = "error", f"the worker's model did not load within {start_timeout:.0f} s"
@@ -321,10 +326,7 @@ class ProcessAdvisor:
     def close(self, timeout: float = 30.0) -> None:
         """Stop the child (after the batch in hand), collect its last answers, persist the cache."""
         if self._process.is_alive():
-            try:
-                self._requests.put(None)
-            except (ValueError, OSError):
-                pass
+            self._stop.set()  # requests still waiting in the pipe are moot
             # Keep reading while it stops: a child whose answers are unread cannot flush them and exit.
             deadline = time.monotonic() + timeout
             while self._process.is_alive() and time.monotonic() < deadline:
