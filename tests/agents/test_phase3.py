@@ -461,7 +461,8 @@ def test_rl_probabilities_drive_the_uncertain_trigger_and_the_disagreement_count
 
 
 # -- an answer that arrives after the position changed -------------------------------------------
-def test_an_async_answer_is_remasked_to_the_actions_allowed_when_it_arrives(synthetic_market, raw_inputs):
+def _asked_flat_then_bought(synthetic_market, raw_inputs):
+    """An async env that asked while flat, then went long before the answer came."""
     worker = HandWorker()
     venv = TradingVecEnv(synthetic_market, EngineConfig(), n_envs=1, phase=3, seed=0)
     env = AdvisedVecEnv(venv, raw_inputs, MissingAdvisor(), QueryScheduleConfig(query_interval=50, query_cooldown=5),
@@ -470,6 +471,11 @@ def test_an_async_answer_is_remasked_to_the_actions_allowed_when_it_arrives(synt
     (key,), asked_flat = worker.submitted[0]
     assert env.action_masks()[0].tolist() == [True, True, True, False, False, False]  # flat
     env.step(np.array([Action.BUY]))
+    return env, worker, key, asked_flat
+
+
+def test_an_async_answer_is_remasked_to_the_actions_allowed_when_it_arrives(synthetic_market, raw_inputs):
+    env, worker, key, asked_flat = _asked_flat_then_bought(synthetic_market, raw_inputs)
     masks = env.action_masks()[0]
     assert env.engine.side[0] == 1 and not masks[Action.BUY] and not masks[Action.SELL]
     # The answer to the flat query arrives now that the account is long: entries are no longer allowed.
@@ -481,13 +487,7 @@ def test_an_async_answer_is_remasked_to_the_actions_allowed_when_it_arrives(synt
 
 
 def test_an_async_answer_with_nothing_left_allowed_is_dropped(synthetic_market, raw_inputs):
-    worker = HandWorker()
-    venv = TradingVecEnv(synthetic_market, EngineConfig(), n_envs=1, phase=3, seed=0)
-    env = AdvisedVecEnv(venv, raw_inputs, MissingAdvisor(), QueryScheduleConfig(query_interval=50, query_cooldown=5),
-                        mode="async", worker=worker, max_advice_age=20)
-    env.reset()
-    (key,), asked_flat = worker.submitted[0]
-    env.step(np.array([Action.BUY]))
+    env, worker, key, asked_flat = _asked_flat_then_bought(synthetic_market, raw_inputs)
     worker.answers[key] = (asked_flat, np.array([0, 0.6, 0.4, 0, 0, 0]), 0.6)  # only entries
     obs, *_ = env.step(np.array([Action.HOLD]))
     assert obs[0, ADVICE_PRESENT] == 0 and not obs[0, ADVICE_PROBABILITIES].any() and env.telemetry.answers == 0
