@@ -56,10 +56,12 @@ def _kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def assert_clean_exit(proc: subprocess.CompletedProcess) -> None:
-    """No abort on exit (the first attempt's ``terminate called``) and nothing left to the resource tracker."""
+    """No abort on exit (the first attempt's ``terminate called``), no worker stopped by force and nothing
+    left to the resource tracker."""
     text = _output(proc)
     assert "terminate called" not in text
     assert "leaked semaphore" not in text and "resource_tracker" not in text, text[-2000:]
+    assert "terminating it" not in text  # the advisor's worker stopped when asked, not by force
 
 
 def assert_generated_files_are_ignored(project: Path) -> None:
