@@ -52,6 +52,8 @@ MUTATION_JOBS ?= 1
 
 mutation: setup
 	$(PY) -m pip install --quiet -r requirements-mutation.txt
+	@# A fresh copy: mutmut never refreshes the unmutated sources and tests it copied before.
+	rm -rf mutants
 	@# One OpenMP thread: a forked mutant would otherwise hang in torch's inherited thread pool.
 	for module in $(MUTATION_MODULES); do \
 	  OMP_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children $(MUTATION_JOBS) "$$module.*" || exit 1; done
