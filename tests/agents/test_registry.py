@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -330,12 +330,6 @@ def test_a_fresh_process_with_only_the_registry_uri_gets_the_same_actions(regist
     assert Path(result["code"]).parent.parent.name == "code"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def post(port: int, payload: dict) -> dict:
     request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(payload).encode(),
                                      headers={"Content-Type": "application/json"})
@@ -359,17 +353,25 @@ def test_mlflow_models_serve_answers_invocations_with_the_same_action(registry, 
     short = short[[*short.columns[:6], *(f.name for f in account_fields(dim))]]
     short_request = {"dataframe_split": {"columns": list(short.columns), "data": short.values.tolist()}}
 
-    port = free_port()
-    log = (tmp_path / "server.log").open("w")
+    log_path = tmp_path / "server.log"
+    log = log_path.open("w")
+    # Port 0: uvicorn binds a free port itself and logs it (no probe-then-bind race). The server's
+    # `exec uvicorn` is looked up on PATH, so this interpreter's bin folder goes first.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}@newest", "--env-manager",
-         "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1", "-t", "300"],
-        cwd=tmp_path, env={**os.environ, "MLFLOW_TRACKING_URI": registry["uri"]}, stdout=log,
+         "local", "-h", "127.0.0.1", "-p", "0", "-w", "1", "-t", "300"],
+        cwd=tmp_path, env={**os.environ, "PATH": path, "MLFLOW_TRACKING_URI": registry["uri"]}, stdout=log,
         stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + SERVER_START_LIMIT_S
+        while not (listening := re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", log_path.read_text())):
+            assert server.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the model server did not start listening"
+            time.sleep(1.0)
+        port = int(listening.group(1))
         while True:
-            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+            assert server.poll() is None, log_path.read_text()[-3000:]
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=10) as response:
                     if response.status == 200:
