@@ -147,13 +147,27 @@ def in_process_action(registry, data, name: str, frame: pd.DataFrame) -> int:
 # ------------------------------------------------------------------ the observation
 
 
-def test_the_observation_from_bars_and_account_equals_the_training_environments(data):
+@pytest.mark.parametrize("starting_balance, carried_peak", [
+    (50_000.0, None),  # a fresh account: the engine's defaults
+    # An account carried over from earlier sessions: another session start balance, and a floor
+    # that trails a peak reached before this session (51,634 - 2,500 = 49,134, not the start's 48,734).
+    (51_234.0, 51_634.0),
+], ids=["fresh_account", "carried_over_account"])
+def test_the_observation_from_bars_and_account_equals_the_training_environments(data, starting_balance,
+                                                                                 carried_peak):
     """At bars where the training engine is flat, long, short, trailing, at break-even, after
-    losses, the client-built observation and masks are the environment's, exactly (float32)."""
+    losses, the client-built observation and masks are the environment's, exactly (float32).
+    The client's rules keep the default starting balance: the account columns alone carry it."""
     bars, scaler, market = data
-    env = TradingVecEnv(market, EngineConfig(episode_mode="full_session"), n_envs=1, phase=3)
+    env = TradingVecEnv(market, EngineConfig(episode_mode="full_session", starting_balance=starting_balance),
+                        n_envs=1, phase=3)
     obs = env.reset()
     engine = env.engine
+    if carried_peak is not None:
+        engine.peak[0] = carried_peak
+        engine.floor[0] = carried_peak - engine.config.drawdown_limit
+        obs = env.builder.build(engine)
+        assert engine.floor[0] == 49_134.0 != starting_balance - RULES.engine.drawdown_limit
     rng = np.random.default_rng(4)
     seen: set[str] = set()
     checks = 0
