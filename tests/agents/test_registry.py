@@ -229,6 +229,27 @@ def test_bad_bars_inputs_are_refused_with_what_to_send(data, change, message):
         client_observation(change(frame), observation_dim=PHASE3_DIM, scaler=scaler, rules=RULES)
 
 
+def test_the_first_defined_decision_bar_is_the_one_the_docs_and_the_refusal_name(data):
+    """The first session (a regular one) first allows a decision at its 70th bar, 09:39: what
+    docs/serving.md and docs/features.md state and what the "too few bars" refusal names."""
+    bars, scaler, market = data
+    first = int(np.flatnonzero(market.episode_start & (market.session_id == 0))[0])
+    clock = bars["timestamp"].iloc[first].strftime("%H:%M")
+    assert (first + 1, clock) == (70, "09:39")
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    serving = " ".join((docs / "serving.md").read_text().split())
+    assert f"defined from the {clock} bar on (bar {first + 1} of a regular session" in serving
+    assert f"On a regular session that is from about {clock};" in " ".join((docs / "features.md").read_text().split())
+    client_observation(bars_input(bars, market, first).assign(**flat_account(PHASE2_DIM)),
+                       observation_dim=PHASE2_DIM, scaler=scaler, rules=RULES)
+    with pytest.raises(ClientInputError, match=rf"too few bars: {first} bar\(s\) through "
+                                               rf"{bars['timestamp'].iloc[first - 1].strftime('%H:%M')}, .* "
+                                               rf"defined only from the {clock} bar on \(bar {first + 1} of the "
+                                               r"session\)"):
+        client_observation(bars_input(bars, market, first - 1).assign(**flat_account(PHASE2_DIM)),
+                           observation_dim=PHASE2_DIM, scaler=scaler, rules=RULES)
+
+
 def test_the_sessions_last_bar_and_a_second_date_are_refused(data):
     bars, scaler, market = data
     last = int(market.session_last[0])

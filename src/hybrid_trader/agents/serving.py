@@ -184,8 +184,8 @@ def client_observation(frame: pd.DataFrame, *, observation_dim: int, scaler: Fea
             raise ClientInputError(
                 f"too few bars: {len(bars)} bar(s) through {clock}, but the indicators and the "
                 f"{observation_dim}-column observation are defined only from the "
-                f"{padded['timestamp'].iloc[first[0]].strftime('%H:%M')} bar on ({first[0] + 1} bars from the "
-                "session's first bar); send bars through that bar or later")
+                f"{padded['timestamp'].iloc[first[0]].strftime('%H:%M')} bar on (bar {first[0] + 1} of the "
+                "session); send bars through that bar or later")
         raise ClientInputError(f"the observation is undefined at {clock}: an indicator of these bars is undefined "
                                "there (e.g. prices unchanged for many bars: a zero ATR)")
     # Phase 3 reads the equity change since the session's start against the engine's starting balance.
