@@ -250,6 +250,25 @@ def test_the_first_defined_decision_bar_is_the_one_the_docs_and_the_refusal_name
                            observation_dim=PHASE2_DIM, scaler=scaler, rules=RULES)
 
 
+def test_an_open_or_close_outside_the_bars_range_widens_it_as_training_cleaning_does(data):
+    """Cleaning widens high/low to take in open and close (rule ``open_close_outside_range``);
+    the client's bars get the same repair, so the observation is that of the repaired bars."""
+    bars, scaler, market = data
+    t = int(np.flatnonzero(market.entry_allowed)[40])
+    frame = bars_input(bars, market, t).assign(**flat_account(PHASE3_DIM))
+    last, before = len(frame) - 1, len(frame) - 2
+    broken = frame.copy()
+    broken.loc[last, "close"] = frame.loc[last, "high"] + 6.0  # close above the high
+    broken.loc[before, "open"] = frame.loc[before, "low"] - 4.0  # open below the low
+    repaired = broken.copy()
+    repaired.loc[last, "high"] = broken.loc[last, "close"]
+    repaired.loc[before, "low"] = broken.loc[before, "open"]
+    expected, expected_masks = client_observation(repaired, observation_dim=PHASE3_DIM, scaler=scaler, rules=RULES)
+    got, masks = client_observation(broken, observation_dim=PHASE3_DIM, scaler=scaler, rules=RULES)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(masks, expected_masks)
+
+
 def test_the_sessions_last_bar_and_a_second_date_are_refused(data):
     bars, scaler, market = data
     last = int(market.session_last[0])

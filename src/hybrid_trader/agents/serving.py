@@ -48,6 +48,7 @@ from hybrid_trader.features.bar_features import compute_bar_features
 from hybrid_trader.features.registry import ADVICE_COLUMNS, HYBRID_DIM, PHASE2_DIM, PHASE3_DIM
 from hybrid_trader.features.scaling import FeatureScaler
 from hybrid_trader.market_data.calendar import EXCHANGE_TZ, expected_bar_times, sessions_between
+from hybrid_trader.market_data.clean import widen_range_to_open_close
 from hybrid_trader.markets import ContractSpec
 
 __all__ = ["AccountField", "BAR_INPUT_COLUMNS", "POSITION_FIELDS", "ACCOUNT_FIELDS", "ClientInputError",
@@ -220,6 +221,8 @@ def _session_bars(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     if bad.any():
         raise ClientInputError(f"bar {timestamps.iloc[int(np.argmax(bad))].isoformat()} has a missing, non-positive "
                                "or inconsistent price or volume")
+    # Training's cleaning widens such a bar's high/low to take in its open and close; so does serving.
+    prices = widen_range_to_open_close(prices)
     days = timestamps.dt.date.unique()
     if len(days) != 1:
         raise ClientInputError(f"the bars span {len(days)} dates; send the current session's bars only")

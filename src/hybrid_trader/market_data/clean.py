@@ -18,7 +18,8 @@ from hybrid_trader.market_data.ingest import PRICE_COLUMNS, parse_raw_bars, sele
 from hybrid_trader.market_data.quality import DataQualityError, QualityLog, source_rows as _rows
 from hybrid_trader.markets import ContractSpec
 
-__all__ = ["CleaningConfig", "IngestionResult", "BAR_COLUMNS", "ingest_bars", "require_bars_left"]
+__all__ = ["CleaningConfig", "IngestionResult", "BAR_COLUMNS", "ingest_bars", "open_close_outside_range",
+           "require_bars_left", "widen_range_to_open_close"]
 
 BAR_COLUMNS = ["timestamp", "session_date", "open", "high", "low", "close", "volume", "symbol", "is_filled"]
 _MAX_GAPS_LISTED = 200
@@ -129,12 +130,9 @@ def ingest_bars(
     bars = bars.loc[~off_scale].copy()
     _check_plausible_prices(bars, contract, log, synthetic="regime" in raw)
 
-    outside = (bars["open"] > bars["high"]) | (bars["open"] < bars["low"]) | (
-        (bars["close"] > bars["high"]) | (bars["close"] < bars["low"])
-    )
+    outside = open_close_outside_range(bars)
     log.record("open_close_outside_range", int(outside.sum()), _rows(bars, outside))
-    bars["high"] = bars[["open", "high", "close"]].max(axis=1)
-    bars["low"] = bars[["open", "low", "close"]].min(axis=1)
+    bars = widen_range_to_open_close(bars)
 
     bars["timestamp"] = bars["timestamp"].dt.tz_convert(EXCHANGE_TZ)
     rows_before_session = len(bars)
@@ -188,6 +186,20 @@ def ingest_bars(
     if require_bars:
         require_bars_left(report)
     return IngestionResult(bars_out, sessions_out, day_regimes, report)
+
+
+def open_close_outside_range(bars: pd.DataFrame) -> pd.Series:
+    """Rows whose open or close lies outside [low, high] (rule ``open_close_outside_range``)."""
+    return (bars["open"] > bars["high"]) | (bars["open"] < bars["low"]) | (
+        (bars["close"] > bars["high"]) | (bars["close"] < bars["low"])
+    )
+
+
+def widen_range_to_open_close(bars: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``bars`` whose high and low take in the open and close (the rule's repair;
+    serving applies it to a client's bars too)."""
+    return bars.assign(high=bars[["open", "high", "close"]].max(axis=1),
+                       low=bars[["open", "low", "close"]].min(axis=1))
 
 
 def _check_plausible_prices(
