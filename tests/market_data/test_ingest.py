@@ -382,6 +382,20 @@ def test_blank_and_whitespace_lines_are_not_rows(tmp_path, two_day_bars):
     assert result.report["rows_in"] == 1021 and len(result.bars) == 1020
 
 
+@pytest.mark.parametrize("empty_fields", [",,,,,", " , ,,,,"])
+def test_a_line_of_empty_fields_is_a_row_that_stops_the_run_with_its_line(tmp_path, two_day_bars, empty_fields):
+    """Only a line with nothing but whitespace is blank; a line of separators is a row without a time."""
+    frame = _plain_frame(two_day_bars)
+    lines = frame.to_csv(index=False).splitlines()
+    lines.insert(8, "   ")  # a whitespace-only line 9: not a row
+    lines.insert(30, empty_fields)  # line 31: a row of six empty fields
+    path = tmp_path / "empty_fields.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataQualityError, match=r"empty_fields\.csv, row 31: rule 'unparseable_timestamp'") as err:
+        _ingest(path)
+    assert err.value.row == 31
+
+
 def test_databento_csv_with_fixed_point_prices_is_converted_and_reported(tmp_path, two_day_bars):
     path = write_databento_csv(tmp_path / "glbx-mdp3.ohlcv-1m.csv", {"NQH4": two_day_bars}, pretty_px=False)
     first_row = path.read_text().splitlines()[1].split(",")

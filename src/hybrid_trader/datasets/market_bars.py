@@ -10,6 +10,8 @@ contract (see :mod:`hybrid_trader.market_data.ingest`), with
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -73,19 +75,35 @@ class BarsCSVDataset(_BarsFileDataset):
 
     def load(self) -> pd.DataFrame:
         path = self._existing_path()
+        opening = {k: v for k, v in self._load_args.items() if k in _OPENING_ARGS}
+        parsing = {k: v for k, v in self._load_args.items() if k not in _OPENING_ARGS}
         try:
-            # Blank lines are kept as empty rows, so that row i is line i + 2 of the file ...
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False,
-                                **self._load_args)
+            lines = _file_lines(path, opening)
         except pd.errors.EmptyDataError:  # not even a header: validation names the file and rule
+            lines = pd.Series([], dtype=str)
+        # Only a line of nothing but whitespace is blank: a line of separators is a row (of
+        # empty fields, which validation refuses with its line number).
+        kept = lines.loc[lines.str.strip() != ""]
+        if kept.empty:
             frame = pd.DataFrame()
-        # Line numbers in the file: the header is line 1.
-        frame["source_row"] = np.arange(2, len(frame) + 2)
-        # ... and dropped only once numbered (whitespace-only lines too).
-        blank = frame.drop(columns="source_row").apply(lambda col: col.str.strip() == "").all(axis=1)
-        frame = frame.loc[~blank].reset_index(drop=True)
+        else:
+            frame = pd.read_csv(io.StringIO("\n".join(kept)), dtype=str, keep_default_na=False, **parsing)
+        # Line numbers in the file, as an editor shows them (the first line is line 1).
+        frame["source_row"] = kept.index[1: len(frame) + 1].to_numpy() + 1
         frame.attrs["source"] = path
         return frame
+
+
+# read_csv arguments that open and decode the file rather than parse its lines.
+_OPENING_ARGS = ("compression", "encoding", "encoding_errors", "storage_options")
+
+
+def _file_lines(path: str, opening: dict[str, Any]) -> pd.Series:
+    """Every line of the (possibly compressed) file as read, blank ones included, indexed from 0."""
+    # One field per line: a separator that no bar file holds, and quotes read as text.
+    lines = pd.read_csv(path, header=None, names=["line"], sep="\x1f", quoting=csv.QUOTE_NONE, dtype=str,
+                        keep_default_na=False, skip_blank_lines=False, **opening)
+    return lines["line"].fillna("")
 
 
 class BarsDBNDataset(_BarsFileDataset):
