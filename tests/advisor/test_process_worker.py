@@ -6,6 +6,8 @@ import copy
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 
@@ -63,3 +65,34 @@ def test_a_terminated_worker_leaves_no_semaphore_behind(llm_cache_dir, real_back
     assert "terminating it" in output  # the path under test was taken
     assert "worker alive after close: False" in output
     assert "leaked semaphore" not in output and "Traceback" not in output, output[-3000:]
+
+
+def _feeder_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "QueueFeederThread" and t.is_alive()]
+
+
+def test_close_stops_after_the_batch_in_hand_and_leaves_no_backlog(advisor_params, llm_cache_dir, real_backend):
+    """At the end of training thousands of requests can wait in the pipe: close must not answer them all
+    first, and this process's feeder thread must not stay blocked writing them to a stopped child."""
+    params = copy.deepcopy(advisor_params)
+    params["model"]["cache_dir"] = str(llm_cache_dir)
+    worker = ProcessAdvisor(Advisor.from_params(params), params, batch_size=8)
+    states = [up_state(), mirrored(up_state())] * 4
+    masks = np.stack([FLAT_MASK] * len(states))
+    steps = 6000  # megabytes of requests: far more than a pipe holds
+    for step in range(steps):
+        assert worker.submit(states, masks, list(range(len(states))), step=step)
+    limit = time.monotonic() + 1200
+    while worker.answered == 0:  # the child is answering
+        assert time.monotonic() < limit, "the worker never answered"
+        worker.latest([0], step=0, max_age=1)
+        time.sleep(0.1)
+    worker.close(timeout=1200)
+    assert not worker.alive and worker._process.exitcode == 0  # stopped when asked, not terminated
+    # Most of the backlog was never read by the child: it stopped instead of working through it,
+    # and this process read the rest back so that its feeder thread could finish.
+    assert worker.unsent > steps * len(states) / 2
+    assert worker.submitted == steps * len(states)
+    while _feeder_threads():
+        assert time.monotonic() < limit, "a queue feeder thread is still blocked after close"
+        time.sleep(0.1)

@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 # How long a terminated worker may take to finish its current model call and exit (it returns sooner).
 _TERMINATE_WAIT_S = 60.0
+# A feeder thread with data left refills the pipe within microseconds; this long a silence means it is done.
+_FEEDER_IDLE_S = 0.5
 
 
 def _fresh_answers(answers: Mapping[int, tuple[int, np.ndarray, float]], env_ids: Sequence[int], step: int,
@@ -228,6 +230,8 @@ class ProcessAdvisor:
     process, go into ``advisor``'s cache (persisted by :meth:`close`) and, with
     ``save_llm_responses``, its responses. The child's failure counters are mirrored into
     ``advisor.stats``; a child that cannot load the model or dies switches the advisor off.
+    ``unsent`` counts the queries still queued for the child when :meth:`close` stopped it
+    (never answered: the run was over).
 
     Args:
         advisor: This process's advisor (its cache and statistics; it answers cache hits).
@@ -245,7 +249,7 @@ class ProcessAdvisor:
         self._stop = context.Event()
         self._answers: dict[int, tuple[int, np.ndarray, float]] = {}
         self._in_flight = 0
-        self.submitted = self.superseded = self.answered = 0
+        self.submitted = self.superseded = self.answered = self.unsent = 0
         self._closed = False
         self._process = context.Process(target=_serve_in_process, name="advisor-worker",
                                         args=(dict(advisor_params), self._requests, self._results, batch_size, self._stop),
@@ -341,11 +345,22 @@ class ProcessAdvisor:
                     self._process.kill()
                     self._process.join(_TERMINATE_WAIT_S)
         self._collect()
+        self._discard_unsent_requests()
         self._closed = True
         for channel in (self._requests, self._results):
             channel.cancel_join_thread()  # unsent requests are moot; never block the exit on them
             channel.close()
         self.advisor.close()
+
+    def _discard_unsent_requests(self) -> None:
+        """Read back what this process's feeder thread is still writing to the stopped child's pipe:
+        with nobody reading, the thread would block on the full pipe, holding the backlog, for the
+        rest of the process."""
+        while True:
+            try:
+                self.unsent += len(self._requests.get(timeout=_FEEDER_IDLE_S))
+            except (queue.Empty, EOFError, OSError, ValueError):
+                return
 
     @property
     def alive(self) -> bool:
