@@ -563,7 +563,8 @@ def test_the_rl_only_evaluation_switches_the_advisor_off_and_decides_good(synthe
     for rl_pnl in (rl_only["mean_net_pnl"], hybrid_pnl - 1.0, hybrid_pnl, hybrid_pnl + 1.0):
         outcome = {**evaluation, "validation_rl_only": {**rl_only, "mean_net_pnl": rl_pnl}}
         nodes.register_phase3_policy(hybrid, feature_scaler={}, observation_layout={}, phase3_evaluation=outcome,
-                                     clean_bars=clean_bars, market_spec=dataclasses.asdict(contract),
+                                     clean_bars=clean_bars, model_input_features=model_input,
+                                     market_spec=dataclasses.asdict(contract),
                                      environment_params=environment, phase3_params=phase3_params)
     assert [r["good"] for r in registered] == [hybrid_pnl > rl_only["mean_net_pnl"], True, False, False]
     assert {r["validation_mean_net_pnl"] for r in registered} == {hybrid_pnl}

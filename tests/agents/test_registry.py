@@ -319,6 +319,26 @@ def test_each_version_carries_a_signature_an_input_example_and_its_artifacts(reg
         assert (local / "code" / "hybrid_trader" / "agents" / "serving.py").is_file()
 
 
+def test_the_logged_input_example_is_the_last_train_session_not_a_held_out_day(registry, data):
+    """Sessions 1 and 2 train, 3 is a test day: the example published with the version is session 2's."""
+    from hybrid_trader.agents.registry import register_model
+
+    bars, scaler, _ = data
+    days = sorted(bars["session_date"].unique())
+    model_input = pd.DataFrame({"session_date": days, "split": ["train", "train", "test"]})
+    with mlflow.start_run(experiment_id=mlflow.get_experiment_by_name("client").experiment_id):
+        registration = register_model(
+            registry["models"]["phase2_policy"], name="phase2_example_day", observation_dim=PHASE2_DIM,
+            feature_scaler=scaler.to_dict(), observation_layout={"phase2_dim": PHASE2_DIM}, trading_rules=RULES,
+            clean_bars=bars, model_input_features=model_input, good=False, validation_mean_net_pnl=0.0)
+    assert registration["version"] == "1"
+    local = Path(mlflow.artifacts.download_artifacts("models:/phase2_example_day/1"))
+    example = json.loads((local / "serving_input_example.json").read_text())["dataframe_split"]
+    stamps = pd.to_datetime([row[0] for row in example["data"]], utc=True).tz_convert("America/New_York")
+    assert set(stamps.date) == {pd.Timestamp(days[1]).date()}
+    assert (stamps[0].strftime("%H:%M"), stamps[-1].strftime("%H:%M")) == ("08:30", "10:00")
+
+
 def test_the_270_column_hybrid_answers_observations_with_the_masks_applied(registry, data):
     _, _, market = data
     model = load_registered_policy("phase3_hybrid", "newest")

@@ -175,9 +175,14 @@ def register_policy(
 
 def register_model(model: Any, *, name: str, observation_dim: int, feature_scaler: dict[str, Any],
                    observation_layout: dict[str, Any], trading_rules: TradingRules, clean_bars: pd.DataFrame,
-                   good: bool, validation_mean_net_pnl: float) -> dict[str, Any]:
+                   model_input_features: pd.DataFrame, good: bool,
+                   validation_mean_net_pnl: float) -> dict[str, Any]:
     """Save an SB3 model and register it (:func:`register_policy`) in the active MLflow run, with an
-    input example from the last session of ``clean_bars``.
+    input example from the last train-split session of ``clean_bars``.
+
+    Args:
+        model_input_features: Gives each session's split (columns ``session_date``, ``split``); the
+            example is a train day, so that no held-out day is published with every version.
 
     Returns:
         ``name``, ``version`` (``None`` without an active run: nothing is registered),
@@ -186,7 +191,11 @@ def register_model(model: Any, *, name: str, observation_dim: int, feature_scale
     if mlflow.active_run() is None:
         logger.warning("No active MLflow run: %s is not registered", name)
         return {"name": name, "version": None, "good": False}
-    example = client_input_example(clean_bars, trading_rules, observation_dim)
+    train_days = model_input_features.loc[model_input_features["split"] == "train", "session_date"].unique()
+    if len(train_days) == 0:
+        raise ValueError("no train-split session to take the model's input example from")
+    example = client_input_example(clean_bars.loc[clean_bars["session_date"].isin(train_days)], trading_rules,
+                                   observation_dim)
     with tempfile.TemporaryDirectory() as tmp:
         policy_zip = Path(tmp) / "policy.zip"
         model.save(policy_zip)

@@ -123,6 +123,7 @@ def register_phase2_policy(
     observation_layout: dict[str, Any],
     phase2_validation_report: dict[str, Any],
     clean_bars: pd.DataFrame,
+    model_input_features: pd.DataFrame,
     market_spec: dict[str, Any],
     environment_params: dict[str, Any],
     phase2_params: dict[str, Any],
@@ -133,5 +134,6 @@ def register_phase2_policy(
                           feature_scaler=feature_scaler, observation_layout=observation_layout,
                           trading_rules=TradingRules.from_environment(contract_from_spec(market_spec),
                                                                       environment_params),
-                          clean_bars=clean_bars, good=bool(report["beats_random"]),
+                          clean_bars=clean_bars, model_input_features=model_input_features,
+                          good=bool(report["beats_random"]),
                           validation_mean_net_pnl=report["phase2"]["mean_net_pnl"])

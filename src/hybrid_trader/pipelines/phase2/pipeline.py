@@ -25,7 +25,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 func=register_phase2_policy,
                 inputs=["phase2_policy", "feature_scaler", "observation_layout", "phase2_validation_report",
-                        "clean_bars", "market_spec", "params:environment", "params:phase2"],
+                        "clean_bars", "model_input_features", "market_spec", "params:environment",
+                        "params:phase2"],
                 outputs="phase2_registration",
                 name="register_phase2_policy",
             ),

@@ -194,6 +194,7 @@ def register_phase3_policy(
     observation_layout: dict[str, Any],
     phase3_evaluation: dict[str, Any],
     clean_bars: pd.DataFrame,
+    model_input_features: pd.DataFrame,
     market_spec: dict[str, Any],
     environment_params: dict[str, Any],
     phase3_params: dict[str, Any],
@@ -205,7 +206,7 @@ def register_phase3_policy(
                           feature_scaler=feature_scaler, observation_layout=observation_layout,
                           trading_rules=TradingRules.from_environment(contract_from_spec(market_spec),
                                                                       environment_params),
-                          clean_bars=clean_bars,
+                          clean_bars=clean_bars, model_input_features=model_input_features,
                           good=gap["validation_mean_net_pnl"] > phase3_evaluation["validation_rl_only"]["mean_net_pnl"],
                           validation_mean_net_pnl=gap["validation_mean_net_pnl"])
 

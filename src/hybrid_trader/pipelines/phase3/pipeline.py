@@ -43,7 +43,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 func=register_phase3_policy,
                 inputs=["phase3_policy", "feature_scaler", "observation_layout", "phase3_evaluation", "clean_bars",
-                        "market_spec", "params:environment", "params:phase3"],
+                        "model_input_features", "market_spec", "params:environment", "params:phase3"],
                 outputs="phase3_registration",
                 name="register_phase3_policy",
             ),
