@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +19,8 @@ def _examples_drawn() -> list[int]:
 
 
 def test_property_tests_draw_the_same_examples_on_every_run():
+    if settings.get_current_profile_name() != "ci":  # HYPOTHESIS_PROFILE=explore searches afresh on purpose
+        pytest.skip(f"the {settings.get_current_profile_name()!r} Hypothesis profile is active")
     profile = settings.default
     assert profile.derandomize and profile.database is None and profile.deadline is None
     assert profile.max_examples == 50

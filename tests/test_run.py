@@ -56,7 +56,7 @@ def _kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def assert_clean_exit(proc: subprocess.CompletedProcess) -> None:
-    """No abort on exit (the first attempt's ``terminate called``), no worker stopped by force and nothing
+    """No abort at interpreter exit (``terminate called``), no worker stopped by force and nothing
     left to the resource tracker."""
     text = _output(proc)
     assert "terminate called" not in text
