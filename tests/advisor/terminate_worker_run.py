@@ -26,7 +26,7 @@ def main(cache_dir: str) -> None:
     states = [up_state(), mirrored(up_state())] * 4
     assert worker.submit(states, np.stack([FLAT_MASK] * len(states)), list(range(len(states))), step=0)
     worker.close(timeout=0.0)  # the child is busy with the batch: close must terminate it
-    print("worker alive after close:", worker.alive, flush=True)
+    print("worker alive after close:", worker.alive, "forced stop:", worker.forced_stop, flush=True)
 
 
 if __name__ == "__main__":

@@ -612,3 +612,19 @@ def test_a_learned_llm_weight_survives_checkpoint_and_resume(synthetic_market, r
     assert resumed.model.num_timesteps == 192
     assert resumed.model.policy.optimizer.state[resumed.model.policy.llm_weight_logit]["step"] > theta_state["step"]
     assert float(resumed.model.policy.llm_weight().detach()) != pytest.approx(learned, abs=1e-6)
+
+
+def test_an_advisor_worker_stopped_by_force_is_not_a_clean_exit():
+    from hybrid_trader.pipelines.phase3.nodes import _close
+
+    class ClosedWorker:
+        alive = False
+
+        def __init__(self, forced_stop: bool) -> None:
+            self.forced_stop = forced_stop
+
+        def close(self) -> None:
+            pass
+
+    assert _close(None, ClosedWorker(forced_stop=False)) is True
+    assert _close(None, ClosedWorker(forced_stop=True)) is False

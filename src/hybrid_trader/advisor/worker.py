@@ -1,7 +1,7 @@
 """Advice served in the background, so a training step never waits for the model.
 
 Two workers with one interface (``submit``, ``latest``, ``waiting``, ``drain``,
-``close``, counters ``submitted``, ``superseded``, ``answered``):
+``close``, counters ``submitted``, ``superseded``, ``answered``, flag ``forced_stop``):
 :class:`AsyncAdvisor` runs the model on a thread of this process;
 :class:`ProcessAdvisor` runs it in a child process, so the model's Python work
 does not compete with training for this process's interpreter lock (on this
@@ -78,6 +78,7 @@ class AsyncAdvisor:
         self.submitted = 0
         self.superseded = 0
         self.answered = 0
+        self.forced_stop = False  # a thread cannot be stopped by force; one that hangs stays ``alive``
         self._thread = threading.Thread(target=self._serve, name="advisor-worker", daemon=True)
         self._thread.start()
 
@@ -231,7 +232,7 @@ class ProcessAdvisor:
     ``save_llm_responses``, its responses. The child's failure counters are mirrored into
     ``advisor.stats``; a child that cannot load the model or dies switches the advisor off.
     ``unsent`` counts the queries still queued for the child when :meth:`close` stopped it
-    (never answered: the run was over).
+    (never answered: the run was over); ``forced_stop`` says the child had to be terminated.
 
     Args:
         advisor: This process's advisor (its cache and statistics; it answers cache hits).
@@ -250,6 +251,7 @@ class ProcessAdvisor:
         self._answers: dict[int, tuple[int, np.ndarray, float]] = {}
         self._in_flight = 0
         self.submitted = self.superseded = self.answered = self.unsent = 0
+        self.forced_stop = False
         self._closed = False
         self._process = context.Process(target=_serve_in_process, name="advisor-worker",
                                         args=(dict(advisor_params), self._requests, self._results, batch_size, self._stop),
@@ -338,6 +340,7 @@ class ProcessAdvisor:
                 self._process.join(0.05)
             if self._process.is_alive():
                 logger.error("advisor worker process did not stop within %.0f s; terminating it", timeout)
+                self.forced_stop = True
                 self._process.terminate()  # the child exits through its finalizers (see above)
                 self._process.join(_TERMINATE_WAIT_S)
                 if self._process.is_alive():

@@ -88,8 +88,9 @@ METRICS: tuple[HealthMetric, ...] = (
                  "full-session episodes of the final hybrid policy, the same number of sessions on each side.",
                  1.55, high=0.5, strict=True),
     HealthMetric("clean_exit",
-                 "Training ended without interruption and the advisor's worker thread, the environments and "
-                 "the logger were closed without error.", False, expected=True),
+                 "Training ended without interruption, the advisor's worker stopped when asked (not "
+                 "terminated), and the environments and the logger were closed without error.", False,
+                 expected=True),
 )
 
 

@@ -83,7 +83,7 @@ def _close(advisor: Advisor | None, worker: AsyncAdvisor | ProcessAdvisor | None
             clean = False
     if worker is not None:
         worker.close()
-        clean &= not worker.alive
+        clean &= not worker.alive and not worker.forced_stop
     elif advisor is not None:
         advisor.close()
     return clean
