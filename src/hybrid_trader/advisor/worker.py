@@ -224,6 +224,8 @@ def _answer_until_stopped(advisor_params: dict[str, Any], requests: Any, results
         results.put(("answers", answers, responses, superseded, len(batch),
                      {"failures": stats.failures, "abstentions": stats.abstentions, "model_queries": stats.model_queries,
                       "model_ms": stats.model_ms, "disabled": stats.disabled}))
+    # Stopped: what was read but never answered, for the parent's accounting.
+    results.put(("stopped", superseded, len(pending)))
 
 
 class ProcessAdvisor:
@@ -231,8 +233,10 @@ class ProcessAdvisor:
     process, go into ``advisor``'s cache (persisted by :meth:`close`) and, with
     ``save_llm_responses``, its responses. The child's failure counters are mirrored into
     ``advisor.stats``; a child that cannot load the model or dies switches the advisor off.
-    ``unsent`` counts the queries still queued for the child when :meth:`close` stopped it
-    (never answered: the run was over); ``forced_stop`` says the child had to be terminated.
+    ``unsent`` counts the queries never answered because :meth:`close` stopped the child (the
+    run was over): still in the pipe, or read and waiting; ``forced_stop`` says the child had to be
+    terminated. Once closed, ``answered + superseded + unsent`` is ``submitted`` less the queries
+    that got no advice (a bad state, a failure).
 
     Args:
         advisor: This process's advisor (its cache and statistics; it answers cache hits).
@@ -297,6 +301,11 @@ class ProcessAdvisor:
                 message = self._results.get_nowait()
             except (queue.Empty, EOFError, OSError):
                 return
+            if message[0] == "stopped":
+                _, superseded, waiting = message
+                self._in_flight = max(0, self._in_flight - waiting - (superseded - self.superseded))
+                self.superseded, self.unsent = superseded, self.unsent + waiting
+                continue
             if message[0] != "answers":
                 continue
             _, answers, responses, superseded, processed, stats = message
