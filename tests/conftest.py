@@ -42,13 +42,19 @@ def two_day_bars() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def synthetic_frames():
-    """Three synthetic sessions (one an early close) with scaled features."""
+def synthetic_ingestion():
+    """Three synthetic sessions (one an early close): clean bars, raw features and a scaler fitted on them."""
     raw = generate_synthetic_bars(SyntheticMarketConfig(n_days=3, seed=8, start_date="2024-11-27"))
     result = ingest_bars(raw, CleaningConfig(), source="synthetic")
     features = compute_bar_features(result.bars, result.sessions)
-    scaler = FeatureScaler.fit(features[features["valid_for_trading"]])
-    return result.bars, scaler.transform(features)
+    return result.bars, features, FeatureScaler.fit(features[features["valid_for_trading"]])
+
+
+@pytest.fixture(scope="session")
+def synthetic_frames(synthetic_ingestion):
+    """Three synthetic sessions (one an early close) with scaled features."""
+    bars, features, scaler = synthetic_ingestion
+    return bars, scaler.transform(features)
 
 
 @pytest.fixture(scope="session")

@@ -34,11 +34,7 @@ from hybrid_trader.env.actions import Action
 from hybrid_trader.env.engine import EngineConfig
 from hybrid_trader.env.market import MarketData
 from hybrid_trader.env.vec_env import TradingVecEnv
-from hybrid_trader.features.bar_features import compute_bar_features
 from hybrid_trader.features.registry import ADVICE_COLUMNS, HYBRID_DIM, OBSERVATION_NAMES, PHASE2_DIM, PHASE3_DIM
-from hybrid_trader.features.scaling import FeatureScaler
-from hybrid_trader.market_data.clean import CleaningConfig, ingest_bars
-from hybrid_trader.market_data.synthetic import SyntheticMarketConfig, generate_synthetic_bars
 from hybrid_trader.markets import CONTRACTS
 
 ADVICE_NAMES = [c.name for c in ADVICE_COLUMNS]
@@ -49,15 +45,12 @@ SERVER_START_LIMIT_S = 600
 
 
 @pytest.fixture(scope="module")
-def data():
+def data(synthetic_ingestion):
     """Three synthetic sessions (the third an early close): clean bars, a fitted scaler, market arrays."""
-    raw = generate_synthetic_bars(SyntheticMarketConfig(n_days=3, seed=8, start_date="2024-11-27"))
-    result = ingest_bars(raw, CleaningConfig(), source="synthetic")
-    features = compute_bar_features(result.bars, result.sessions)
-    scaler = FeatureScaler.fit(features[features["valid_for_trading"]])
-    market = MarketData.from_frames(result.bars, scaler.transform(features), RULES.contract,
+    bars, features, scaler = synthetic_ingestion
+    market = MarketData.from_frames(bars, scaler.transform(features), RULES.contract,
                                     entry_start=RULES.entry_start, entry_end=RULES.entry_end)
-    return result.bars, scaler, market
+    return bars, scaler, market
 
 
 def bars_input(bars: pd.DataFrame, market: MarketData, t: int) -> pd.DataFrame:
