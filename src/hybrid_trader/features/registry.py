@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hybrid_trader.env.actions import Action
+
 __all__ = [
     "ObservationColumn",
     "WINDOW_LENGTH",
@@ -179,8 +181,8 @@ assert all(c.group in ("window", "position", "state") for c in OBSERVATION_COLUM
 ADVICE_COLUMNS: tuple[ObservationColumn, ...] = tuple(
     ObservationColumn(PHASE3_DIM + i, name, "advice", meaning, "advisor", None)
     for i, (name, meaning) in enumerate(
-        [(f"advice_p_{action}", f"advisor's probability of {action.upper()} (0 if masked or no advice)")
-         for action in ("hold", "buy", "sell", "move_sl_to_breakeven", "enable_trailing_stop", "disable_trailing_stop")]
+        [(f"advice_p_{action.name.lower()}", f"advisor's probability of {action.name} (0 if masked or no advice)")
+         for action in Action]  # one per action, in the action space's order
         + [("advice_confidence", "advisor's top probability (0 without advice)"),
            ("advice_age", "bars since the advice was asked for / max_advice_age (0 without advice)"),
            ("advice_present", "1 if there is advice no older than max_advice_age, else 0")]
