@@ -18,20 +18,43 @@ Model, per trading day of the CME equity calendar:
   half-normal excursion; all prices on the tick grid;
 * volume proportional to the intraday volatility profile and to the size of
   the bar's shock, with log-normal noise.
+
+Planted markets (``planted`` set, a :class:`PlantedEdge`): the regimes keep
+their labels' places but lose every edge of their own (no drift, no
+autocorrelation, no pull to the open, one volatility level), and one known
+edge of chosen strength is added, whose optimal direction is
+:func:`oracle_directions`:
+
+* ``time_of_day``: a drift of ``+points_per_minute`` on every regular-session
+  bar (09:30-16:00 New York) that starts before ``turn``, and of
+  ``-points_per_minute`` from ``turn`` to 16:00; nothing outside those hours.
+* ``regime``: each day is ``planted_up`` or ``planted_down`` (independent,
+  equally likely) and drifts by ``+/-points_per_minute`` on every bar of the
+  session, so the move since the session's first open reveals the day's
+  direction.
+* ``none``: the no-edge control, the same market with no drift at all.
+
+Drifts are log returns of ``points_per_minute / start_price`` a minute, i.e.
+points at the starting price level.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from hybrid_trader.market_data.calendar import expected_bar_times, trading_sessions
 
-__all__ = ["REGIMES", "RegimeDynamics", "SyntheticMarketConfig", "generate_synthetic_bars"]
+__all__ = ["REGIMES", "PLANTED_KINDS", "PlantedEdge", "RegimeDynamics", "SyntheticMarketConfig",
+           "generate_synthetic_bars", "oracle_directions"]
 
 REGIMES = ("trending_up", "trending_down", "ranging", "volatile")
+PLANTED_KINDS = ("none", "time_of_day", "regime")
+# Minutes from the session window's start (08:30 New York) to the 09:30 cash open and to 16:00.
+_RTH_START, _RTH_END = 60, 450
 
 
 @dataclass(frozen=True)
@@ -61,6 +84,42 @@ def _default_dynamics() -> dict[str, RegimeDynamics]:
 
 
 @dataclass(frozen=True)
+class PlantedEdge:
+    """A known edge planted in the synthetic market (see the module docstring).
+
+    Attributes:
+        kind: ``time_of_day``, ``regime`` or ``none`` (the no-edge control).
+        points_per_minute: Drift per 1-minute bar, in points at the starting price.
+        turn: ``time_of_day`` only: New York clock time at which the drift turns from up to down.
+    """
+
+    kind: str = "time_of_day"
+    points_per_minute: float = 1.0
+    turn: str = "12:45"
+
+    def __post_init__(self) -> None:
+        if self.kind not in PLANTED_KINDS:
+            raise ValueError(f"planted.kind must be one of {PLANTED_KINDS}, got {self.kind!r}")
+        if not self.points_per_minute >= 0:
+            raise ValueError(f"planted.points_per_minute must be >= 0, got {self.points_per_minute}")
+        if not _RTH_START < self.turn_minute < _RTH_END:
+            raise ValueError(f"planted.turn must lie strictly between 09:30 and 16:00, got {self.turn!r}")
+
+    @property
+    def turn_minute(self) -> int:
+        """``turn`` in minutes from the session window's start (08:30 New York)."""
+        hours, minutes = str(self.turn).split(":")
+        return int(hours) * 60 + int(minutes) - (8 * 60 + 30)
+
+    @classmethod
+    def from_params(cls, params: "PlantedEdge | dict[str, Any] | None") -> "PlantedEdge | None":
+        """A planted edge from its parameters; ``None`` for the default (unplanted) market."""
+        if params is None or isinstance(params, PlantedEdge):
+            return params
+        return cls(**params)
+
+
+@dataclass(frozen=True)
 class SyntheticMarketConfig:
     """Parameters of the synthetic market (see the module docstring for the model).
 
@@ -75,7 +134,8 @@ class SyntheticMarketConfig:
         regime_persistence: Probability that tomorrow's regime equals today's.
         base_volume: Mean contracts per bar at a volatility-profile value of 1.
         symbol: Symbol written on every bar.
-        dynamics: Per-regime :class:`RegimeDynamics`.
+        dynamics: Per-regime :class:`RegimeDynamics` (ignored by planted markets).
+        planted: A :class:`PlantedEdge` (or its parameters as a mapping); ``None``: the default market.
     """
 
     n_days: int = 60
@@ -89,8 +149,10 @@ class SyntheticMarketConfig:
     base_volume: float = 1_500.0
     symbol: str = "NQ-SYNTH"
     dynamics: dict[str, RegimeDynamics] = field(default_factory=_default_dynamics)
+    planted: PlantedEdge | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "planted", PlantedEdge.from_params(self.planted))
         if self.n_days < 1:
             raise ValueError(f"n_days must be >= 1, got {self.n_days}")
         if not 0.0 <= self.regime_persistence <= 1.0:
@@ -136,7 +198,8 @@ def generate_synthetic_bars(config: SyntheticMarketConfig | None = None) -> pd.D
         One row per bar: ``timestamp`` (bar start, tz-aware UTC), ``open``,
         ``high``, ``low``, ``close`` (float, on the tick grid), ``volume``
         (int), ``symbol``, and ``regime`` (the day's hidden regime name, for
-        evaluation only; never a feature).
+        evaluation only; never a feature). Planted markets label every day
+        ``planted_time_of_day``, ``planted_up``/``planted_down`` or ``no_edge``.
     """
     cfg = config or SyntheticMarketConfig()
     rng = np.random.default_rng(cfg.seed)
@@ -150,7 +213,9 @@ def generate_synthetic_bars(config: SyntheticMarketConfig | None = None) -> pd.D
     )
 
     regime_idx = _regime_path(rng, n_days, cfg.regime_persistence)
-    dyn = [cfg.dynamics[REGIMES[i]] for i in regime_idx]
+    planted = cfg.planted
+    dynamics = cfg.dynamics if planted is None else {r: RegimeDynamics(0.0, 0.0, 1.0, 0.0) for r in REGIMES}
+    dyn = [dynamics[REGIMES[i]] for i in regime_idx]
     drift_sig = np.array([d.drift_sigmas for d in dyn])
     phi = np.array([d.autocorrelation for d in dyn])
     vol_scale = np.array([d.vol_scale for d in dyn]) * rng.lognormal(0.0, 0.15, n_days)
@@ -168,6 +233,9 @@ def generate_synthetic_bars(config: SyntheticMarketConfig | None = None) -> pd.D
     sigma = per_minute * vol_scale[:, None] * profile
     shocks = rng.standard_t(5, size=(n_days, width)) / np.sqrt(5.0 / 3.0)
     drift = (drift_sig * cfg.daily_vol * vol_scale / 510.0)[:, None] * valid
+    labels = np.array(REGIMES, dtype=object)[regime_idx]
+    if planted is not None:
+        drift, labels = _planted_drift(planted, rng, minute_grid, valid, cfg.start_price)
 
     log_move = np.zeros((n_days, width))
     prev_r = np.zeros(n_days)
@@ -204,7 +272,7 @@ def generate_synthetic_bars(config: SyntheticMarketConfig | None = None) -> pd.D
 
     flat = valid.ravel()
     timestamps = pd.DatetimeIndex(np.concatenate([t.tz_convert("UTC") for t in bar_times]))
-    day_regime = np.repeat(np.array(REGIMES, dtype=object)[regime_idx], valid.sum(axis=1))
+    day_regime = np.repeat(labels, valid.sum(axis=1))
     return pd.DataFrame(
         {
             "timestamp": timestamps,
@@ -217,3 +285,51 @@ def generate_synthetic_bars(config: SyntheticMarketConfig | None = None) -> pd.D
             "regime": day_regime,
         }
     )
+
+
+def _planted_drift(edge: PlantedEdge, rng: np.random.Generator, minute_grid: np.ndarray, valid: np.ndarray,
+                   start_price: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bar log drift ``(n_days, width)`` of a planted edge, and each day's label."""
+    n_days = len(minute_grid)
+    step = edge.points_per_minute / start_price
+    minute = np.nan_to_num(minute_grid, nan=-1.0)
+    if edge.kind == "time_of_day":
+        in_rth = (minute >= _RTH_START) & (minute < _RTH_END)
+        sign = np.where(minute < edge.turn_minute, 1.0, -1.0) * in_rth
+        return step * sign * valid, np.full(n_days, "planted_time_of_day", dtype=object)
+    if edge.kind == "regime":
+        up = rng.random(n_days) < 0.5
+        sign = np.where(up, 1.0, -1.0)[:, None]
+        return step * sign * valid, np.where(up, "planted_up", "planted_down").astype(object)
+    return np.zeros_like(minute_grid), np.full(n_days, "no_edge", dtype=object)
+
+
+def oracle_directions(bars: pd.DataFrame, edge: PlantedEdge) -> np.ndarray:
+    """The known optimal side (+1 long, -1 short, 0 none) to hold over the bar after each bar.
+
+    A decision at the close of bar ``t`` is filled at the next bar's open, so the
+    direction at ``t`` is that of the planted drift over bar ``t + 1``:
+
+    * ``time_of_day``: +1 when the next minute starts in [09:30, ``turn``), -1 in
+      [``turn``, 16:00), else 0 (known from the clock alone);
+    * ``regime``: the sign of the move since the session's first open,
+      ``close_t - open_first`` (the direction of the day's drift that the session so far
+      makes most likely: with symmetric noise, the sign of the observed drift);
+    * ``none``: 0 everywhere (no edge to take).
+
+    Args:
+        bars: Clean bars in time order: ``timestamp`` (tz-aware), ``session_date``, ``open``, ``close``.
+        edge: The planted edge.
+
+    Returns:
+        ``int64`` array of the bars' length.
+    """
+    if edge.kind == "none":
+        return np.zeros(len(bars), dtype=np.int64)
+    if edge.kind == "time_of_day":
+        local = pd.DatetimeIndex(bars["timestamp"]).tz_convert("America/New_York")
+        next_minute = local.hour * 60 + local.minute + 1 - (8 * 60 + 30)
+        in_rth = (next_minute >= _RTH_START) & (next_minute < _RTH_END)
+        return (np.where(next_minute < edge.turn_minute, 1, -1) * in_rth).astype(np.int64)
+    first_open = bars.groupby("session_date", sort=False)["open"].transform("first").to_numpy(dtype=float)
+    return np.sign(bars["close"].to_numpy(dtype=float) - first_open).astype(np.int64)

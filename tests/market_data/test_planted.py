@@ -1,0 +1,78 @@
+"""The planted-edge markets: the drift is where it is said to be, and the oracle's side is exact."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hybrid_trader.market_data.synthetic import (
+    PlantedEdge, SyntheticMarketConfig, generate_synthetic_bars, oracle_directions,
+)
+
+
+def _ny(times: list[str], day: str = "2024-03-05") -> pd.Series:
+    return pd.Series(pd.to_datetime([f"{day} {t}" for t in times]).tz_localize("America/New_York").tz_convert("UTC"))
+
+
+def test_time_of_day_drift_is_added_exactly_where_planted():
+    """Same seed with and without the drift: the log prices differ by the cumulated drift."""
+    config = dict(n_days=2, seed=5, start_date="2024-03-04")
+    flat = generate_synthetic_bars(SyntheticMarketConfig(**config, planted={"kind": "time_of_day",
+                                                                           "points_per_minute": 0.0}))
+    drifted = generate_synthetic_bars(SyntheticMarketConfig(**config, planted={"kind": "time_of_day",
+                                                                              "points_per_minute": 2.0}))
+    local = pd.DatetimeIndex(flat["timestamp"]).tz_convert("America/New_York")
+    day = local.date == local.date[0]
+    gap = np.log(drifted["close"] / flat["close"]).to_numpy()[day] * 20_000.0  # points at the start price
+    clock = (local.hour * 60 + local.minute)[day]
+    at = {minutes: gap[clock == minutes][0] for minutes in (9 * 60 + 29, 12 * 60 + 44, 15 * 60 + 59)}
+    assert at[9 * 60 + 29] == pytest.approx(0.0, abs=0.2)  # no drift before 09:30 (tick rounding only)
+    assert at[12 * 60 + 44] == pytest.approx(2.0 * 195, abs=0.5)  # 195 up-minutes 09:30-12:44
+    assert at[15 * 60 + 59] == pytest.approx(2.0 * (195 - 195), abs=0.5)  # then 195 down-minutes to 15:59
+    assert set(flat["regime"]) == {"planted_time_of_day"}
+
+
+def test_regime_days_are_up_or_down_and_drift_their_way():
+    bars = generate_synthetic_bars(SyntheticMarketConfig(n_days=40, seed=3, planted={"kind": "regime",
+                                                                                     "points_per_minute": 1.0}))
+    day = pd.DatetimeIndex(bars["timestamp"]).tz_convert("America/New_York").date
+    moves = bars.groupby(day).agg(first=("open", "first"), last=("close", "last"), regime=("regime", "first"))
+    assert set(moves["regime"]) == {"planted_up", "planted_down"}
+    up = (moves["last"] - moves["first"])[moves["regime"] == "planted_up"]
+    down = (moves["last"] - moves["first"])[moves["regime"] == "planted_down"]
+    assert up.mean() > 300 and down.mean() < -300  # 510 minutes x 1 point, give or take the noise
+
+
+def test_no_edge_control_keeps_no_drift_and_default_market_is_unchanged():
+    control = generate_synthetic_bars(SyntheticMarketConfig(n_days=2, seed=5, planted={"kind": "none"}))
+    assert set(control["regime"]) == {"no_edge"}
+    default = generate_synthetic_bars(SyntheticMarketConfig(n_days=2, seed=5))
+    assert set(default["regime"]) <= {"trending_up", "trending_down", "ranging", "volatile"}
+
+
+def test_oracle_direction_of_time_of_day_is_the_next_minutes_drift():
+    times = ["09:28", "09:29", "12:43", "12:44", "15:58", "15:59", "16:30"]
+    bars = pd.DataFrame({"timestamp": _ny(times), "session_date": pd.Timestamp("2024-03-05"),
+                         "open": 100.0, "close": 100.0})
+    directions = oracle_directions(bars, PlantedEdge("time_of_day", 1.0, "12:45"))
+    # A decision at the close of 09:29 fills at 09:30: the first up-minute; 12:44 -> 12:45 turns down.
+    assert directions.tolist() == [0, 1, 1, -1, -1, 0, 0]
+
+
+def test_oracle_direction_of_regime_is_the_sign_of_the_move_since_the_first_open():
+    bars = pd.DataFrame({"timestamp": _ny(["08:30", "08:31", "08:32"] * 2, "2024-03-05"),
+                         "session_date": [pd.Timestamp("2024-03-05")] * 3 + [pd.Timestamp("2024-03-06")] * 3,
+                         "open": [100.0, 101.0, 99.0, 50.0, 49.0, 51.0],
+                         "close": [101.0, 99.0, 100.0, 49.0, 51.0, 49.5]})
+    assert oracle_directions(bars, PlantedEdge("regime")).tolist() == [1, -1, 0, -1, 1, -1]
+    assert oracle_directions(bars, PlantedEdge("none")).tolist() == [0] * 6
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"kind": "trend"}, "planted.kind"),
+    ({"points_per_minute": -1.0}, "points_per_minute"),
+    ({"turn": "09:00"}, "planted.turn"),
+    ({"turn": "16:00"}, "planted.turn"),
+])
+def test_bad_planted_edges_are_rejected(params, message):
+    with pytest.raises(ValueError, match=message):
+        SyntheticMarketConfig(planted=params)
