@@ -52,8 +52,9 @@ def run_backtest(env: TradingVecEnv | Any, policy: Policy, trace: bool = False) 
     """One episode per session of ``env`` (which must be in ``full_session`` mode).
 
     With ``trace``, also returns one row per step: ``session_date``, ``step`` (1-based),
-    ``action`` (as executed), ``equity`` (after the step, $) and ``trade_pnl`` (net P&L of a
-    trade closed by the step, NaN if none).
+    ``row`` (the decision bar's row in the environment's market arrays), ``action`` (as
+    executed), ``equity`` (after the step, $) and ``trade_pnl`` (net P&L of a trade closed by
+    the step, NaN if none).
     """
     engine = env.engine
     if engine.config.episode_mode != "full_session":
@@ -71,13 +72,14 @@ def run_backtest(env: TradingVecEnv | Any, policy: Policy, trace: bool = False) 
         actions = policy(obs, masks)
         if not masks[np.arange(len(actions)), actions].all():
             raise AssertionError("the policy picked a masked action")
-        session = engine.market.session_dates[engine.market.session_id[engine.t[0]]]
+        row = int(engine.t[0])
+        session = engine.market.session_dates[engine.market.session_id[row]]
         obs, _, dones, infos = env.step(actions)
         step_in_session += 1
         info = infos[0]
         if trace:
             equity = start + info["net_pnl"] if dones[0] else float(engine.equity[0])
-            steps.append((str(session)[:10], step_in_session, int(actions[0]), equity,
+            steps.append((str(session)[:10], step_in_session, row, int(actions[0]), equity,
                           float(engine.step_trade_net[0])))
         if dones[0]:
             rows.append({"session_date": info["session_date"], "net_pnl": info["net_pnl"],
@@ -88,7 +90,7 @@ def run_backtest(env: TradingVecEnv | Any, policy: Policy, trace: bool = False) 
     episodes = pd.DataFrame(rows)
     if not trace:
         return episodes
-    return episodes, pd.DataFrame(steps, columns=["session_date", "step", "action", "equity", "trade_pnl"])
+    return episodes, pd.DataFrame(steps, columns=["session_date", "step", "row", "action", "equity", "trade_pnl"])
 
 
 def summarize(episodes: pd.DataFrame) -> dict[str, Any]:

@@ -6,7 +6,9 @@ target, the Apex drawdown rule still applies), ``random`` (uniform over the
 valid actions, seeded), ``phase2``, ``phase3_rl_only`` (the hybrid policy with
 ``llm_weight`` 0 and no advisor), ``hybrid`` (the Phase 3 policy with the
 advisor) and ``llm_only`` (the advisor alone: the most probable allowed action
-of its opinion, asked every bar; HOLD without one). Every agent plays each
+of its opinion, asked every bar; HOLD without one); on a planted market also
+``oracle`` (the planted edge's known optimal side, :mod:`hybrid_trader.evaluation.learning`).
+Every agent plays each
 session of a split once, in date order, with the training engine and costs,
 at 1x and at ``cost_multiple`` x the contract's commission and slippage. The
 advisor answers from its cache only (pre-scored), so backtests repeat exactly.
@@ -31,12 +33,14 @@ from hybrid_trader.env.factory import make_vec_env, market_for_split
 from hybrid_trader.evaluation.metrics import (
     deflated_sharpe_ratio, max_drawdown, probabilistic_sharpe_ratio, sharpe_ratio, sortino_ratio, trade_statistics,
 )
+from hybrid_trader.evaluation.learning import oracle_policy, split_directions
+from hybrid_trader.market_data.synthetic import PlantedEdge
 from hybrid_trader.markets import ContractSpec
 
 __all__ = ["AGENTS", "BacktestSetup", "buy_and_hold_policy", "llm_only_policy", "with_costs", "run_agent",
            "backtest_metrics", "add_deflated_sharpe", "TABLE_COLUMNS"]
 
-AGENTS = ("flat", "buy_and_hold", "random", "phase2", "phase3_rl_only", "hybrid", "llm_only")
+AGENTS = ("flat", "buy_and_hold", "random", "oracle", "phase2", "phase3_rl_only", "hybrid", "llm_only")
 _NO_STOP = 1e6  # stop (and target) this many ATRs away: never reached within a session
 
 
@@ -69,6 +73,7 @@ class BacktestSetup:
     phase3: Phase3Config
     advisor: Any
     random_seed: int
+    planted_edge: PlantedEdge | None = None  # the market's planted edge (the oracle's), if any
 
 
 def run_agent(agent: str, split: str, cost_multiple: float, setup: BacktestSetup, phase2: Any,
@@ -76,10 +81,17 @@ def run_agent(agent: str, split: str, cost_multiple: float, setup: BacktestSetup
     """``(episodes, steps)`` of one agent on one split (see :func:`run_backtest`)."""
     contract = with_costs(setup.contract, cost_multiple)
     env_params = setup.environment_params
-    if agent in ("flat", "buy_and_hold", "random", "phase2"):
+    if agent not in AGENTS:
+        raise ValueError(f"unknown agent {agent!r}; agents are {AGENTS}")
+    if agent == "oracle" and setup.planted_edge is None:
+        raise ValueError("the oracle agent needs a planted market (evaluation.planted_edge)")
+    if agent in ("flat", "buy_and_hold", "random", "phase2", "oracle"):
         market = market_for_split(setup.clean_bars, setup.model_input_features, contract, env_params, split)
         overrides = {"stop_atr_multiple": _NO_STOP} if agent == "buy_and_hold" else {}
         env = make_vec_env(market, env_params, n_envs=1, phase=2, episode_mode="full_session", **overrides)
+        if agent == "oracle":
+            directions = split_directions(setup.clean_bars, setup.model_input_features, split, setup.planted_edge)
+            return run_backtest(env, oracle_policy(env, directions), trace=True)
         policy: Callable = {"flat": flat_policy, "buy_and_hold": buy_and_hold_policy,
                             "random": random_policy(setup.random_seed)}.get(agent) or sb3_policy(phase2)
         return run_backtest(env, policy, trace=True)

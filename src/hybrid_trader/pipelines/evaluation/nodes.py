@@ -12,10 +12,12 @@ from hybrid_trader.advisor.cache import AdviceCache
 from hybrid_trader.advisor.prescore import flat_states, prescore
 from hybrid_trader.agents.phase3 import Phase3Config
 from hybrid_trader.evaluation.backtests import BacktestSetup, add_deflated_sharpe, backtest_metrics, run_agent
+from hybrid_trader.evaluation.learning import learning_markdown, learning_report, split_directions
 from hybrid_trader.evaluation.plots import (
     action_panels, end_reason_panels, equity_panels, to_matplotlib, to_plotly, training_panels,
 )
 from hybrid_trader.evaluation.report import comparison_markdown, earlier_trial_sharpes, metric_key
+from hybrid_trader.market_data.synthetic import PlantedEdge
 from hybrid_trader.pipelines.phase2.nodes import contract_from_spec
 
 logger = logging.getLogger(__name__)
@@ -50,14 +52,18 @@ def backtest_agents(
                           torch_threads=advisor_params["prescore"].get("torch_threads"))
         logger.info("Evaluation: %d new flat prompts of %s days scored in %.1f s", counts["scored"],
                     "/".join(splits), counts["seconds"])
+    edge = PlantedEdge.from_params(evaluation_params.get("planted_edge"))
     setup = BacktestSetup(clean_bars, model_input_features, bar_features, contract_from_spec(market_spec),
                           environment_params, Phase3Config.from_params(phase3_params), advisor,
-                          int(evaluation_params["random_seed"]))
+                          int(evaluation_params["random_seed"]), edge)
+    agents = list(evaluation_params["agents"])
+    if edge is not None and "oracle" not in agents:  # a planted market is always judged against its oracle
+        agents.insert(0, "oracle")
     episodes, steps = [], []
     try:
         for split in splits:
             for cost in evaluation_params["cost_multiples"]:
-                for agent in evaluation_params["agents"]:
+                for agent in agents:
                     session_rows, step_rows = run_agent(agent, split, float(cost), setup, phase2_best_policy,
                                                         phase3_policy)
                     keys = {"agent": agent, "split": split, "cost_multiple": float(cost)}
@@ -92,6 +98,27 @@ def compute_backtest_metrics(
     for row in rows:
         row.pop("daily_returns")
     return {"rows": rows}, table, metrics
+
+
+def write_learning_report(backtest_episodes: pd.DataFrame, backtest_steps: pd.DataFrame, clean_bars: pd.DataFrame,
+                          model_input_features: pd.DataFrame,
+                          evaluation_params: dict[str, Any]) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """Each learned agent against the planted edge's oracle (:mod:`hybrid_trader.evaluation.learning`),
+    as JSON, Markdown and MLflow metrics (``<split>/<agent>/<figure>``); a report that says
+    so when the market is not planted."""
+    edge = PlantedEdge.from_params(evaluation_params.get("planted_edge"))
+    directions = {} if edge is None else {
+        split: split_directions(clean_bars, model_input_features, split, edge)
+        for split in backtest_episodes["split"].unique()}
+    report = learning_report(backtest_episodes, backtest_steps, directions, edge)
+    names = ("direction_agreement", "direction_agreement_se", "oracle_capture", "oracle_capture_se",
+             "mean_daily_pnl", "mean_daily_pnl_se", "p_value_positive")
+    metrics = {f"{split}/{agent}/{name}": {"value": float(figures[name]), "step": 0}
+               for split, agents in report["splits"].items() for agent, figures in agents.items()
+               for name in names if name in figures and pd.notna(figures[name])}
+    markdown = learning_markdown(report)
+    logger.info("\n%s", markdown)
+    return report, markdown, metrics
 
 
 def plot_evaluation(backtest_episodes: pd.DataFrame, backtest_steps: pd.DataFrame,

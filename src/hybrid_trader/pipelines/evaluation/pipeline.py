@@ -1,12 +1,15 @@
 """Wiring of the ``evaluation`` pipeline.
 
-``backtest_agents`` -> ``compute_backtest_metrics`` (comparison table) and
+``backtest_agents`` -> ``compute_backtest_metrics`` (comparison table),
+``write_learning_report`` (each agent against a planted market's oracle) and
 ``plot_evaluation`` (Plotly JSON for kedro-viz, PNG for MLflow).
 """
 
 from kedro.pipeline import Node, Pipeline
 
-from hybrid_trader.pipelines.evaluation.nodes import backtest_agents, compute_backtest_metrics, plot_evaluation
+from hybrid_trader.pipelines.evaluation.nodes import (
+    backtest_agents, compute_backtest_metrics, plot_evaluation, write_learning_report,
+)
 
 _PLOTS = ["equity_curves", "action_distribution", "phase3_training_curves", "end_reasons"]
 
@@ -27,6 +30,13 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["backtest_episodes", "backtest_steps", "day_splits", "params:environment"],
                 outputs=["backtest_metrics", "backtest_metrics_markdown", "backtest_mlflow_metrics"],
                 name="compute_backtest_metrics",
+            ),
+            Node(
+                func=write_learning_report,
+                inputs=["backtest_episodes", "backtest_steps", "clean_bars", "model_input_features",
+                        "params:evaluation"],
+                outputs=["learning_report", "learning_report_markdown", "learning_mlflow_metrics"],
+                name="write_learning_report",
             ),
             Node(
                 func=plot_evaluation,
