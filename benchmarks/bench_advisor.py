@@ -33,8 +33,9 @@ from hybrid_trader.advisor.backend import BackendConfig, TransformersBackend
 from hybrid_trader.advisor.cache import AdviceCache
 from hybrid_trader.advisor.prescore import flat_states, prescore
 from hybrid_trader.advisor.prompts import Buckets, PromptBuilder, PromptTemplate
+from hybrid_trader.env.actions import N_ACTIONS, Action
 
-FLAT = np.array([True, True, True, False, False, False])
+FLAT = np.isin(np.arange(N_ACTIONS), [Action.HOLD, Action.BUY, Action.SELL])  # a flat account's allowed actions
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from stable_baselines3.common.vec_env import VecEnv
 
+from hybrid_trader.env.actions import N_ACTIONS
 from hybrid_trader.env.engine import EngineConfig
 from hybrid_trader.env.market import MarketData
 from hybrid_trader.env.vec_env import TradingVecEnv, _spaces
@@ -53,7 +54,7 @@ class NoOpVecEnv(VecEnv):
         setattr(self, attr_name, value)
 
     def env_method(self, method_name, *args, indices=None, **kwargs):
-        return [np.ones(6, dtype=bool)] * self.num_envs
+        return [np.ones(N_ACTIONS, dtype=bool)] * self.num_envs
 
     def env_is_wrapped(self, wrapper_class, indices=None):
         return [False] * self.num_envs
@@ -61,7 +62,7 @@ class NoOpVecEnv(VecEnv):
 
 def steps_per_second(env: VecEnv, calls: int, seed: int = 0) -> float:
     env.reset()
-    actions = np.random.default_rng(seed).integers(0, 6, size=(calls, env.num_envs))
+    actions = np.random.default_rng(seed).integers(0, N_ACTIONS, size=(calls, env.num_envs))
     start = time.perf_counter()
     for k in range(calls):
         env.step_async(actions[k])

@@ -20,6 +20,7 @@ from sb3_contrib import MaskablePPO
 
 from benchmarks.bench_env import NoOpVecEnv
 from hybrid_trader.agents.phase2 import PPOConfig
+from hybrid_trader.env.actions import N_ACTIONS
 from hybrid_trader.env.factory import make_vec_env, market_for_split
 from hybrid_trader.markets import CONTRACTS
 
@@ -29,7 +30,7 @@ class MaskedNoOpVecEnv(NoOpVecEnv):
 
     def __init__(self, n_envs: int, dim: int) -> None:
         super().__init__(n_envs, dim)
-        self._masks = np.ones((n_envs, 6), dtype=bool)
+        self._masks = np.ones((n_envs, N_ACTIONS), dtype=bool)
         self._t = 0
 
     def action_masks(self) -> np.ndarray:

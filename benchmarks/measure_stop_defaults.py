@@ -17,6 +17,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
+from hybrid_trader.env.actions import Action
 from hybrid_trader.env.engine import EXIT_KINDS, EngineConfig, TradingEngine
 from hybrid_trader.env.market import MarketData
 from hybrid_trader.markets import CONTRACTS
@@ -32,7 +33,7 @@ def measure(market: MarketData, config: EngineConfig, entry_prob: float, seed: i
     bars_held, reasons = 0, []
     while not done.all():
         masks = engine.action_masks()
-        enter = masks[:, 1] & (rng.random(n) < entry_prob) & ~done
+        enter = masks[:, Action.BUY] & (rng.random(n) < entry_prob) & ~done
         actions = np.where(enter, rng.integers(1, 3, n), 0)
         result = engine.step(actions)
         bars_held += int(((engine.side != 0) & ~done).sum())
@@ -44,7 +45,8 @@ def measure(market: MarketData, config: EngineConfig, entry_prob: float, seed: i
     trades = max(exits.sum(), 1)
     return {
         "mean_trade_bars": bars_held / trades,
-        **{f"{k}_share": exits[i] / trades for i, k in enumerate(EXIT_KINDS)},
+        # No management: the agent's EXIT never occurs, so its (zero) share is left out.
+        **{f"{k}_share": exits[i] / trades for i, k in enumerate(EXIT_KINDS) if k != "exit"},
         "breaches_per_session": reasons.count(1) / n,
         "mean_episode_steps": lengths.mean(),
     }

@@ -15,5 +15,6 @@ def mirrored(state):
                 momentum30=-state["momentum30"], vwap_distance=-state["vwap_distance"])
 
 
-FLAT_MASK = np.array([True, True, True, False, False, False])
-LONG_MASK = np.array([True, False, False, True, True, False])
+# HOLD BUY SELL BREAKEVEN TRAIL UNTRAIL EXIT
+FLAT_MASK = np.array([True, True, True, False, False, False, False])
+LONG_MASK = np.array([True, False, False, True, True, False, True])

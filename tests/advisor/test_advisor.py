@@ -49,6 +49,7 @@ def test_score_answers_are_distributions_over_the_allowed_actions(tiny_backend, 
     assert advice.has_advice.all()
     np.testing.assert_allclose(advice.probabilities.sum(axis=1), 1.0)
     assert (advice.probabilities[0, 3:] == 0).all() and (advice.probabilities[1, [1, 2, 5]] == 0).all()
+    assert (advice.probabilities[1, [Action.HOLD, 3, 4, Action.EXIT]] > 0).all()  # EXIT scored in a position
     np.testing.assert_array_equal(advice.confidence, advice.probabilities.max(axis=1))
 
 
@@ -69,9 +70,9 @@ def test_cache_hits_skip_the_model_miss_on_a_new_template_and_survive_a_restart(
     calls = counting.calls
     second = advisor.advise([up_state(rsi14=66.0)], FLAT_MASK[None])  # same bucket, same prompt
     assert counting.calls == calls and second.cache_hit[0]
-    only_hold = np.array([True, False, False, False, False, False])
+    only_hold = np.array([True, False, False, False, False, False, False])
     other_mask = advisor.advise([up_state()], only_hold[None])  # same text, other allowed actions
-    assert not other_mask.cache_hit[0] and other_mask.probabilities[0].tolist() == [1, 0, 0, 0, 0, 0]
+    assert not other_mask.cache_hit[0] and other_mask.probabilities[0].tolist() == [1, 0, 0, 0, 0, 0, 0]
     np.testing.assert_array_equal(first.probabilities, second.probabilities)
     advisor.close()
 
@@ -103,6 +104,16 @@ def test_a_state_the_prompt_cannot_describe_gets_no_advice(tiny_backend, builder
     assert advisor.responses()["error"].tolist() == ["bad_state", ""]
 
 
+def test_a_cached_answer_for_another_action_space_is_dropped_on_loading(tmp_path):
+    import pandas as pd
+
+    path = tmp_path / "c.parquet"
+    pd.DataFrame({"key": ["six", "seven"], "probabilities": [[1, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0, 0]],
+                  "confidence": [1.0, 1.0]}).to_parquet(path)
+    cache = AdviceCache(path)
+    assert len(cache) == 1 and cache.get("six") is None and cache.get("seven")[0].tolist() == [0, 1, 0, 0, 0, 0, 0]
+
+
 def test_an_empty_cache_file_loads_again(tmp_path):
     from hybrid_trader.datasets import AdviceCacheDataset
 
@@ -118,6 +129,9 @@ def test_an_empty_cache_file_loads_again(tmp_path):
         ("  sell|0.35|fading the move  \nmore text", (2, 0.35)),
         ("HOLD | 1 | nothing to do", (0, 1.0)),
         ("BREAKEVEN | .5 | lock it", (3, 0.5)),
+        ("untrail | 0.4 | let it run", (5, 0.4)),
+        ("EXIT | 0.65 | momentum faded", (6, 0.65)),
+        ("exit|1|done", (6, 1.0)),
         ("BUY", None),
         ("BUY | high | trend", None),
         ("BUY | 1.5 | trend", None),
@@ -135,6 +149,21 @@ def test_strict_parsing(text, expected):
 
 def test_parsing_rejects_an_action_the_mask_forbids():
     assert parse_answer("BUY | 0.9 | go", allowed=(0, 3, 4)) is None
+    assert parse_answer("EXIT | 0.9 | out", allowed=(0, 1, 2)) is None  # flat: nothing to exit
+    assert parse_answer("EXIT | 0.9 | out", allowed=(0, 3, 4, 6)).action == Action.EXIT
+
+
+def test_every_action_has_its_own_answer_word_and_the_prompt_names_exit(advisor_params):
+    from hybrid_trader.advisor.prompts import ANSWER_WORDS
+
+    assert [ANSWER_WORDS[a] for a in Action] == ["HOLD", "BUY", "SELL", "BREAKEVEN", "TRAIL", "UNTRAIL", "EXIT"]
+    # A template's {allowed} field lists the words of the actions the mask allows.
+    in_position = tuple(int(a) for a in np.flatnonzero(LONG_MASK))
+    text = PromptBuilder(PromptTemplate("t", "", "{allowed}")).state_text(up_state(position_side=1), in_position)
+    assert text == "HOLD, BREAKEVEN, TRAIL, EXIT"
+    # The configured prompts tell the model which words it may answer in a position.
+    for prefix in (advisor_params["prompt"]["prefix"], advisor_params["prompt"]["generate_prefix"]):
+        assert "In a position answer HOLD, BREAKEVEN, TRAIL, UNTRAIL or EXIT." in prefix
 
 
 def test_missing_model_is_reported_before_training(tmp_path):
@@ -164,8 +193,9 @@ UP_STATES = [up_state(rsi14=r, momentum30=m, vwap_distance=v, **extra) for r, m,
 def test_real_default_model_leans_toward_buy_in_up_markets_more_than_in_their_mirror(real_backend, llm_cache_dir,
                                                                                       builder):
     """A measured lean of the default model, not a trading skill (docs/advisor.md: 50% over 16 pairs
-    from data). On these eight pairs (CPU, float32, prompt v2) the calibrated P(BUY) - P(SELL) of the
-    up state exceeds its mirror's in every pair, by 0.015 to 0.027 (mean 0.022). Swapped BUY/SELL
+    from data, prompt v2). On these eight pairs (CPU, float32, prompt v3) the calibrated P(BUY) - P(SELL)
+    of the up state exceeds its mirror's in every pair, by 0.014 to 0.023 (mean 0.019; v2: 0.015 to 0.027,
+    mean 0.022). Swapped BUY/SELL
     answer words flip the sign of every difference; prompts that lose the sign make them zero."""
     backend = real_backend if real_backend.device == "cpu" else TransformersBackend.load(
         BackendConfig(cache_dir=str(llm_cache_dir), device="cpu", dtype="float32", torch_threads=1))
@@ -241,6 +271,10 @@ def test_prescoring_scores_distinct_flat_prompts_once(tiny_backend, builder, syn
     again = prescore(Advisor(tiny_backend, builder, AdvisorConfig(), AdviceCache(tmp_path / "c.parquet")),
                      states, batch_size=8, max_prompts=10)
     assert again["already_cached"] == 10 and again["scored"] == 10  # extends the cache, never repeats
+    # Flat accounts: a distribution over every action, nothing on BREAKEVEN, TRAIL, UNTRAIL or EXIT.
+    entries = [probabilities for probabilities, _ in cache._entries.values()]
+    assert len(entries) == 10 and all(p.shape == (len(Action),) for p in entries)
+    assert all(p[3:].sum() == 0 and p[:3].sum() == pytest.approx(1.0) for p in entries)
 
 
 def test_generate_mode_counts_unparseable_answers_as_abstentions(tiny_backend, builder):
@@ -259,8 +293,25 @@ def test_generate_mode_turns_a_parsed_answer_into_a_distribution(builder):
             return ["SELL | 0.7 | breakdown"] * len(prompts)
 
     advice = Advisor(Scripted(), builder, AdvisorConfig(method="generate")).advise([up_state()], FLAT_MASK[None])
-    np.testing.assert_allclose(advice.probabilities[0], [0.15, 0.15, 0.7, 0, 0, 0])
+    np.testing.assert_allclose(advice.probabilities[0], [0.15, 0.15, 0.7, 0, 0, 0, 0])
     assert advice.confidence[0] == pytest.approx(0.7)
+
+
+def test_generate_mode_can_answer_exit_in_a_position(builder):
+    class Scripted:
+        identity = "scripted"
+
+        def generate(self, prompts, **kwargs):
+            return ["EXIT | 0.4 | stalled"] * len(prompts)
+
+    state = up_state(position_side=1, unrealized_pnl=120.0)
+    advice = Advisor(Scripted(), builder, AdvisorConfig(method="generate")).advise([state], LONG_MASK[None])
+    # EXIT gets its stated 0.4; HOLD, BREAKEVEN and TRAIL share the remaining 0.6.
+    np.testing.assert_allclose(advice.probabilities[0], [0.2, 0, 0, 0.2, 0.2, 0, 0.4])
+    assert advice.confidence[0] == pytest.approx(0.4)
+    flat = Advisor(Scripted(), builder, AdvisorConfig(method="generate"))
+    assert not flat.advise([up_state()], FLAT_MASK[None]).has_advice[0]  # EXIT when flat: an abstention
+    assert flat.stats.abstentions == 1
 
 
 def test_an_edited_prefix_misses_even_under_the_same_version(tiny_backend, builder):

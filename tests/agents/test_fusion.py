@@ -18,12 +18,12 @@ from hybrid_trader.agents.adapter import ObservationAdapter
 from hybrid_trader.agents.fusion import (
     ADVICE_AGE, ADVICE_CONFIDENCE, ADVICE_PRESENT, ADVICE_PROBABILITIES, FusedMaskablePolicy, fuse,
 )
-from hybrid_trader.env.actions import N_ACTIONS
-from hybrid_trader.features.registry import HYBRID_DIM, PHASE3_DIM
+from hybrid_trader.env.actions import N_ACTIONS, Action
+from hybrid_trader.features.registry import ADVICE_COLUMNS, HYBRID_DIM, PHASE3_DIM
 
-RL = [0.4, 0.2, 0.1, 0.1, 0.1, 0.1]  # the hand-set RL distribution
-ADVICE = [0.0, 0.0, 1.0, 0.0, 0.0, 0.0]  # the advisor is sure of action 2
-MASK = [True, True, True, False, False, False]
+RL = [0.4, 0.2, 0.1, 0.1, 0.1, 0.05, 0.05]  # the hand-set RL distribution
+ADVICE = [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]  # the advisor is sure of action 2
+MASK = [True, True, True, False, False, False, False]  # flat
 
 
 def make_policy(**kwargs) -> FusedMaskablePolicy:
@@ -51,24 +51,29 @@ def observations(n: int, present: float, advice: list[float] = ADVICE, seed: int
 
 
 def test_the_advice_columns_follow_the_261_model_columns():
-    assert (ADVICE_PROBABILITIES.start, ADVICE_PROBABILITIES.stop) == (261, 267)
-    assert (ADVICE_CONFIDENCE, ADVICE_AGE, ADVICE_PRESENT) == (267, 268, 269)
+    assert (ADVICE_PROBABILITIES.start, ADVICE_PROBABILITIES.stop) == (261, 268)
+    assert (ADVICE_CONFIDENCE, ADVICE_AGE, ADVICE_PRESENT) == (268, 269, 270) and HYBRID_DIM == 271
+    # One probability per action, in the action space's order.
+    assert [c.name for c in ADVICE_COLUMNS[:N_ACTIONS]] == [
+        "advice_p_hold", "advice_p_buy", "advice_p_sell", "advice_p_move_sl_to_breakeven",
+        "advice_p_enable_trailing_stop", "advice_p_disable_trailing_stop", "advice_p_exit"]
+    assert ADVICE_COLUMNS[Action.EXIT].index == 261 + Action.EXIT
 
 
 # -- fuse ------------------------------------------------------------------------------------
 def test_fuse_mixes_probabilities_not_logits():
-    logits = torch.zeros((2, N_ACTIONS))  # uniform: 1/6 each
+    logits = torch.zeros((2, N_ACTIONS))  # uniform: 1/7 each
     advice = torch.tensor([ADVICE, ADVICE])
     fused = fuse(logits, advice, torch.tensor([0.5, 0.25])).exp()
-    # 0.5 * 1/6 + 0.5 * 1 = 7/12 on the advised action, 0.5 * 1/6 = 1/12 elsewhere;
-    # 0.75 * 1/6 + 0.25 = 3/8 and 0.75 * 1/6 = 1/8.
-    torch.testing.assert_close(fused[0], torch.tensor([1 / 12, 1 / 12, 7 / 12, 1 / 12, 1 / 12, 1 / 12]))
-    torch.testing.assert_close(fused[1], torch.tensor([1 / 8, 1 / 8, 3 / 8, 1 / 8, 1 / 8, 1 / 8]))
+    # 0.5 * 1/7 + 0.5 * 1 = 8/14 on the advised action, 0.5 * 1/7 = 1/14 elsewhere;
+    # 0.75 * 1/7 + 0.25 = 10/28 and 0.75 * 1/7 = 3/28.
+    torch.testing.assert_close(fused[0], torch.tensor([1, 1, 8, 1, 1, 1, 1]) / 14)
+    torch.testing.assert_close(fused[1], torch.tensor([3, 3, 10, 3, 3, 3, 3]) / 28)
 
 
 def test_fuse_with_weight_zero_is_exactly_the_rl_log_softmax():
     # exp(-200) underflows in float32: a mixture computed through exp/log would give log(1e-12), not -200.
-    logits = torch.tensor([[0.0, -200.0, 1.0, 2.0, 3.0, -50.0]])
+    logits = torch.tensor([[0.0, -200.0, 1.0, 2.0, 3.0, -50.0, -1.0]])
     out = fuse(logits, torch.tensor([ADVICE]), torch.tensor([0.0]))
     assert torch.equal(out, torch.log_softmax(logits, dim=-1))
     assert out[0, 1] < -200
@@ -77,7 +82,7 @@ def test_fuse_with_weight_zero_is_exactly_the_rl_log_softmax():
 def test_fuse_floors_a_zero_probability_at_1e_12_instead_of_minus_infinity():
     out = fuse(torch.zeros((1, N_ACTIONS)), torch.tensor([ADVICE]), torch.tensor([1.0]))
     assert out[0, 2] == 0.0
-    assert torch.allclose(out[0, [0, 1, 3, 4, 5]], torch.full((5,), math.log(1e-12)))
+    assert torch.allclose(out[0, [0, 1, 3, 4, 5, 6]], torch.full((6,), math.log(1e-12)))
 
 
 # -- the weight ------------------------------------------------------------------------------
@@ -148,12 +153,12 @@ def test_the_distribution_is_the_mixture_then_the_mask():
     obs = torch.cat([observations(1, present=1.0), observations(1, present=0.0)])
     masks = np.array([MASK, MASK])
     probs = policy.get_distribution(obs, action_masks=masks).distribution.probs
-    # With advice: 0.5 * RL + 0.5 * ADVICE = [0.2, 0.1, 0.55, 0.05, 0.05, 0.05]; masked and renormalised
-    # over 0.85. Without: RL masked, over 0.7.
-    torch.testing.assert_close(probs[0], torch.tensor([0.2, 0.1, 0.55, 0, 0, 0]) / 0.85)
-    torch.testing.assert_close(probs[1], torch.tensor([0.4, 0.2, 0.1, 0, 0, 0]) / 0.7)
+    # With advice: 0.5 * RL + 0.5 * ADVICE = [0.2, 0.1, 0.55, 0.05, 0.05, 0.025, 0.025]; masked and
+    # renormalised over 0.85. Without: RL masked, over 0.7.
+    torch.testing.assert_close(probs[0], torch.tensor([0.2, 0.1, 0.55, 0, 0, 0, 0]) / 0.85)
+    torch.testing.assert_close(probs[1], torch.tensor([0.4, 0.2, 0.1, 0, 0, 0, 0]) / 0.7)
     unmasked = policy.get_distribution(obs).distribution.probs
-    torch.testing.assert_close(unmasked[0], torch.tensor([0.2, 0.1, 0.55, 0.05, 0.05, 0.05]))
+    torch.testing.assert_close(unmasked[0], torch.tensor([0.2, 0.1, 0.55, 0.05, 0.05, 0.025, 0.025]))
 
 
 def test_the_weight_scales_with_the_present_flag():
@@ -161,7 +166,7 @@ def test_the_weight_scales_with_the_present_flag():
     set_rl_distribution(policy, RL)
     probs = policy.get_distribution(observations(1, present=0.5)).distribution.probs
     # w * present = 0.25: 0.75 * RL + 0.25 * ADVICE.
-    torch.testing.assert_close(probs[0], torch.tensor([0.3, 0.15, 0.325, 0.075, 0.075, 0.075]))
+    torch.testing.assert_close(probs[0], torch.tensor([0.3, 0.15, 0.325, 0.075, 0.075, 0.0375, 0.0375]))
 
 
 def test_forward_acts_on_the_fused_distribution_and_reports_its_log_probability():
@@ -202,7 +207,7 @@ def test_separate_feature_extractors_give_the_same_fused_distribution_and_their_
     set_rl_distribution(policy, RL)
     obs = observations(3, present=1.0)
     probs = policy.get_distribution(obs).distribution.probs
-    torch.testing.assert_close(probs, torch.tensor([[0.2, 0.1, 0.55, 0.05, 0.05, 0.05]] * 3))
+    torch.testing.assert_close(probs, torch.tensor([[0.2, 0.1, 0.55, 0.05, 0.05, 0.025, 0.025]] * 3))
     with torch.no_grad():
         expected_value = policy.value_net(policy.mlp_extractor.forward_critic(policy.vf_features_extractor(obs)))
         _, values, _ = policy(obs)
@@ -212,7 +217,7 @@ def test_separate_feature_extractors_give_the_same_fused_distribution_and_their_
 
 # -- the RL part alone ------------------------------------------------------------------------
 def test_rl_probabilities_ignore_the_advice_and_accept_the_261_columns():
-    policy = make_policy(llm_weight=0.5)  # the default extractor reads all 270 columns
+    policy = make_policy(llm_weight=0.5)  # the default extractor reads all 271 columns
     obs = observations(4, present=1.0, seed=3)
     without_advice = obs.clone()
     without_advice[:, PHASE3_DIM:] = 0.0  # the RL part's view: no opinion
@@ -226,8 +231,9 @@ def test_rl_probabilities_ignore_the_advice_and_accept_the_261_columns():
 def test_rl_probabilities_under_a_mask_renormalise_over_the_allowed_actions():
     policy = make_policy(llm_weight=0.5)
     set_rl_distribution(policy, RL)
-    masks = np.array([MASK, [True, False, False, True, True, False]])
+    masks = np.array([MASK, [True, False, False, True, True, False, True]])  # flat; long, EXIT allowed
     probabilities = policy.rl_probabilities(observations(2, present=1.0).numpy(), masks)
-    np.testing.assert_allclose(probabilities, [[0.4 / 0.7, 0.2 / 0.7, 0.1 / 0.7, 0, 0, 0],
-                                               [0.4 / 0.6, 0, 0, 0.1 / 0.6, 0.1 / 0.6, 0]], rtol=1e-6)
+    np.testing.assert_allclose(probabilities, [[0.4 / 0.7, 0.2 / 0.7, 0.1 / 0.7, 0, 0, 0, 0],
+                                               [0.4 / 0.65, 0, 0, 0.1 / 0.65, 0.1 / 0.65, 0, 0.05 / 0.65]],
+                               rtol=1e-6)
     np.testing.assert_allclose(policy.rl_probabilities(observations(1, present=1.0).numpy()), [RL], rtol=1e-6)

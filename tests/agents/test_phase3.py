@@ -221,7 +221,7 @@ def test_an_answer_to_a_query_from_before_a_reset_is_never_adopted(synthetic_mar
     (first_key,), first_step = worker.submitted[0]
     (second_key,), second_step = worker.submitted[1]
     assert first_key == second_key and second_step > first_step
-    hold = np.array([1.0, 0, 0, 0, 0, 0])
+    hold = np.array([1.0, 0, 0, 0, 0, 0, 0])
     worker.answers[first_key] = (first_step, hold, 1.0)  # the stale answer arrives
     obs, *_ = env.step(np.zeros(1, dtype=int))
     assert obs[0, ADVICE_PRESENT] == 0 and env.telemetry.answers == 0
@@ -239,7 +239,7 @@ def test_environments_sharing_a_worker_never_receive_each_others_answers(synthet
         env.reset()
     keys = [tuple(k) for k, _ in worker.submitted]
     assert len(set(keys[0]) | set(keys[1])) == 4  # four environments, four worker keys
-    sell = np.array([0, 0, 1.0, 0, 0, 0])
+    sell = np.array([0, 0, 1.0, 0, 0, 0, 0])
     worker.answers[keys[0][0]] = (worker.submitted[0][1], sell, 1.0)  # only the first wrapper's env 0
     observed = [env.step(np.zeros(2, dtype=int))[0] for env in envs]
     assert observed[0][:, ADVICE_PRESENT].tolist() == [1, 0] and not observed[1][:, ADVICE_PRESENT].any()
@@ -394,7 +394,7 @@ def test_rl_probabilities_are_the_policys_masked_distribution_without_advice(syn
     obs[:, :PHASE3_DIM] = rng.normal(scale=2.0, size=(200, PHASE3_DIM))
     obs[:, ADVICE_PROBABILITIES] = rng.dirichlet(np.ones(N_ACTIONS), size=200)
     obs[:, ADVICE_PRESENT] = 1.0
-    flat, long = [True, True, True, False, False, False], [True, False, False, True, True, False]
+    flat, long = [True, True, True, False, False, False, False], [True, False, False, True, True, False, True]
     masks = np.array([flat, long] * 100)
 
     got = model.policy.rl_probabilities(obs, masks)
@@ -409,7 +409,7 @@ def test_rl_probabilities_are_the_policys_masked_distribution_without_advice(syn
     np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-6)
     assert np.abs(fused - got).max() > 0.05  # the advice columns, present here, are not read
     np.testing.assert_array_equal(model.policy.rl_probabilities(obs[:, :PHASE3_DIM], masks), got)
-    unmasked = model.policy.rl_probabilities(obs)  # no masks: all six actions
+    unmasked = model.policy.rl_probabilities(obs)  # no masks: every action
     assert (unmasked > 0).all()
     np.testing.assert_allclose(got[::2, :3], unmasked[::2, :3] / unmasked[::2, :3].sum(axis=1, keepdims=True),
                                atol=1e-6)
@@ -469,7 +469,7 @@ def _asked_flat_then_bought(synthetic_market, raw_inputs):
                         mode="async", worker=worker, max_advice_age=20)
     env.reset()
     (key,), asked_flat = worker.submitted[0]
-    assert env.action_masks()[0].tolist() == [True, True, True, False, False, False]  # flat
+    assert env.action_masks()[0].tolist() == [True, True, True, False, False, False, False]  # flat
     env.step(np.array([Action.BUY]))
     return env, worker, key, asked_flat
 
@@ -479,16 +479,16 @@ def test_an_async_answer_is_remasked_to_the_actions_allowed_when_it_arrives(synt
     masks = env.action_masks()[0]
     assert env.engine.side[0] == 1 and not masks[Action.BUY] and not masks[Action.SELL]
     # The answer to the flat query arrives now that the account is long: entries are no longer allowed.
-    worker.answers[key] = (asked_flat, np.array([0.2, 0.5, 0.3, 0, 0, 0]), 0.5)
+    worker.answers[key] = (asked_flat, np.array([0.2, 0.5, 0.3, 0, 0, 0, 0]), 0.5)
     obs, *_ = env.step(np.array([Action.HOLD]))
     assert obs[0, ADVICE_PRESENT] == 1
-    np.testing.assert_allclose(obs[0, ADVICE_PROBABILITIES], [1, 0, 0, 0, 0, 0])  # HOLD's share, renormalised
+    np.testing.assert_allclose(obs[0, ADVICE_PROBABILITIES], [1, 0, 0, 0, 0, 0, 0])  # HOLD's share, renormalised
     assert obs[0, ADVICE_CONFIDENCE] == 1.0 and env.telemetry.answers == 1
 
 
 def test_an_async_answer_with_nothing_left_allowed_is_dropped(synthetic_market, raw_inputs):
     env, worker, key, asked_flat = _asked_flat_then_bought(synthetic_market, raw_inputs)
-    worker.answers[key] = (asked_flat, np.array([0, 0.6, 0.4, 0, 0, 0]), 0.6)  # only entries
+    worker.answers[key] = (asked_flat, np.array([0, 0.6, 0.4, 0, 0, 0, 0]), 0.6)  # only entries
     obs, *_ = env.step(np.array([Action.HOLD]))
     assert obs[0, ADVICE_PRESENT] == 0 and not obs[0, ADVICE_PROBABILITIES].any() and env.telemetry.answers == 0
 

@@ -30,7 +30,7 @@ from hybrid_trader.agents.registry import MASK_COLUMNS, load_registered_policy, 
 from hybrid_trader.agents.serving import (
     ClientInputError, TradingRules, account_fields, client_input_example, client_observation,
 )
-from hybrid_trader.env.actions import Action
+from hybrid_trader.env.actions import N_ACTIONS, Action
 from hybrid_trader.env.engine import EngineConfig
 from hybrid_trader.env.market import MarketData
 from hybrid_trader.env.vec_env import TradingVecEnv
@@ -173,7 +173,7 @@ def test_the_observation_from_bars_and_account_equals_the_training_environments(
             seen.add(state)
             frame = bars_input(bars, market, int(engine.t[0])).assign(**account_of(engine))
             for dim, expected in ((PHASE2_DIM, obs[0, :PHASE2_DIM]), (PHASE3_DIM, obs[0]),
-                                  (HYBRID_DIM, np.concatenate([obs[0], np.zeros(9, dtype=np.float32)]))):
+                                  (HYBRID_DIM, np.concatenate([obs[0], np.zeros(len(ADVICE_NAMES), dtype=np.float32)]))):
                 got, masks = client_observation(frame, observation_dim=dim, scaler=scaler, rules=RULES)
                 assert got.dtype == np.float32 and got.shape == (dim,)
                 np.testing.assert_array_equal(got, expected, err_msg=f"{state} at step {step}, {dim} columns")
@@ -194,7 +194,7 @@ def test_advice_columns_pass_into_the_hybrid_observation_and_a_partial_opinion_i
     bars, scaler, market = data
     t = int(np.flatnonzero(market.entry_allowed)[40])
     frame = bars_input(bars, market, t).assign(**flat_account(HYBRID_DIM))
-    opinion = [0.1, 0.6, 0.1, 0.0, 0.0, 0.0, 0.6, 0.3, 1.0]
+    opinion = [0.1, 0.6, 0.1, 0.0, 0.0, 0.0, 0.0, 0.6, 0.3, 1.0]  # 7 probabilities, confidence, age, present
     got, _ = client_observation(frame.assign(**dict(zip(ADVICE_NAMES, opinion))), observation_dim=HYBRID_DIM,
                                 scaler=scaler, rules=RULES)
     np.testing.assert_array_equal(got[PHASE3_DIM:], np.array(opinion, dtype=np.float32))
@@ -301,7 +301,7 @@ def test_each_version_carries_a_signature_an_input_example_and_its_artifacts(reg
         assert info.signature == model_signature(dim)
         inputs = info.signature.inputs.input_names()
         assert inputs[:6] == ["timestamp", "open", "high", "low", "close", "volume"]
-        assert inputs[-6:] == MASK_COLUMNS and len(inputs) == 6 + len(account_fields(dim)) + dim + 6
+        assert inputs[-N_ACTIONS:] == MASK_COLUMNS and len(inputs) == 6 + len(account_fields(dim)) + dim + N_ACTIONS
         local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}@newest"))
         example = json.loads((local / "serving_input_example.json").read_text())["dataframe_split"]
         assert example["columns"] == list(registry["examples"][dim].columns)
@@ -332,17 +332,17 @@ def test_the_logged_input_example_is_the_last_train_session_not_a_held_out_day(r
     assert (stamps[0].strftime("%H:%M"), stamps[-1].strftime("%H:%M")) == ("08:30", "10:00")
 
 
-def test_the_270_column_hybrid_answers_observations_with_the_masks_applied(registry, data):
+def test_the_271_column_hybrid_answers_observations_with_the_masks_applied(registry, data):
     _, _, market = data
     model = load_registered_policy("phase3_hybrid", "newest")
     rng = np.random.default_rng(0)
     obs = np.zeros((20, HYBRID_DIM), dtype=np.float32)
     obs[:, :PHASE3_DIM] = rng.normal(size=(20, PHASE3_DIM))
     obs[:, PHASE3_DIM + Action.BUY] = 1.0  # the advisor is sure of BUY ...
-    obs[:, [PHASE3_DIM + 6, PHASE3_DIM + 8]] = 1.0  # ... confident, and present
+    obs[:, [ADVICE_COLUMNS[N_ACTIONS].index, ADVICE_COLUMNS[N_ACTIONS + 2].index]] = 1.0  # ... confident, and present
     frame = pd.DataFrame(obs, columns=HYBRID_NAMES)
     assert (model.predict(frame)["action"] == Action.BUY).all()  # weight 0.9 on the opinion
-    masks = np.ones((20, 6), dtype=bool)
+    masks = np.ones((20, N_ACTIONS), dtype=bool)
     masks[:, Action.BUY] = False
     masks[::2, Action.HOLD] = False
     frame[MASK_COLUMNS] = masks
@@ -368,7 +368,8 @@ def test_a_registered_model_answers_a_bars_input_as_the_original_model(registry,
         answer = load_registered_policy(name, "newest").predict(frame)
         assert list(answer.columns) == ["action", "action_name"] and len(answer) == 1
         assert answer["action"].iloc[0] == in_process_action(registry, data, name, frame)
-        assert answer["action"].iloc[0] in (Action.HOLD, Action.DISABLE_TRAILING_STOP, Action.MOVE_SL_TO_BREAKEVEN)
+        assert answer["action"].iloc[0] in (Action.HOLD, Action.DISABLE_TRAILING_STOP, Action.MOVE_SL_TO_BREAKEVEN,
+                                            Action.EXIT)
 
 
 # ------------------------------------------------------------------ as a client

@@ -20,6 +20,7 @@ from tests.env.helpers import make_market
 
 H, B, S = Action.HOLD, Action.BUY, Action.SELL
 BE, ON, OFF = Action.MOVE_SL_TO_BREAKEVEN, Action.ENABLE_TRAILING_STOP, Action.DISABLE_TRAILING_STOP
+X = Action.EXIT
 START = 50_000.0
 FULL = EngineConfig(episode_mode="full_session")
 
@@ -72,6 +73,7 @@ def market_of(n=8, price=20_000.0, atr=10.0, **overrides):
     ({"breach_penalty": -0.5}, "environment.breach_penalty must be >= 0"),
     ({"max_episode_steps": 0}, "environment.max_episode_steps must be >= 1"),
     ({"episode_mode": "forever"}, "environment.episode_mode must be one of ('random_start', 'full_session')"),
+    ({"exit_action": "false"}, "environment.exit_action must be true or false"),
 ])
 def test_each_bad_setting_is_named(settings, message):
     with pytest.raises(ValueError) as error:
@@ -173,7 +175,7 @@ def test_break_even_needs_a_stop_worse_than_the_entry():
     play(engine, B, BE)
     assert engine.stop[0] == 20_000.25
     play(engine, H)  # further in profit, the stop already at the entry
-    assert engine.action_masks()[0].tolist() == [True, False, False, False, True, False]
+    assert engine.action_masks()[0].tolist() == [True, False, False, False, True, False, True]
 
 
 def test_break_even_with_a_stop_half_a_point_under_the_entry():
@@ -182,7 +184,7 @@ def test_break_even_with_a_stop_half_a_point_under_the_entry():
     engine = started(market)
     play(engine, B, ON)
     assert engine.stop[0] == 19_999.75
-    assert engine.action_masks()[0].tolist() == [True, False, False, True, False, True]
+    assert engine.action_masks()[0].tolist() == [True, False, False, True, False, True, True]
 
 
 # -- levels and exact touches -----------------------------------------------------------------
@@ -199,7 +201,7 @@ def test_the_entry_bar_is_never_a_gap_even_with_a_one_tick_stop():
     # an exit at its open: first its high 20000.50 (raising the peak), then its low takes the stop.
     engine = started(market_of(atr=0.05, high={1: 20_000.5}))
     play(engine, B)
-    assert engine.side[0] == 0 and engine.exit_counts[0].tolist() == [0, 0, 1, 0]
+    assert engine.side[0] == 0 and engine.exit_counts[0].tolist() == [0, 0, 1, 0, 0]
     assert engine.cash[0] == pytest.approx(START - 0.5 * 20 - 4.5)  # out at 19999.75
     assert engine.peak[0] == pytest.approx(START - 2.25 + 0.25 * 20) and engine.mfe[0] == pytest.approx(0.25)
 
@@ -209,22 +211,22 @@ def test_enabling_the_trailing_stop_moves_it_at_once_with_that_close():
     # though bar 2 closes lower (20020).
     engine = started(market_of(open={2: 20_030.0}, close={1: 20_030.0, 2: 20_020.0}, low={2: 20_005.0}))
     play(engine, B, ON)
-    assert engine.side[0] == 0 and engine.exit_counts[0].tolist() == [0, 0, 1, 0]
+    assert engine.side[0] == 0 and engine.exit_counts[0].tolist() == [0, 0, 1, 0, 0]
     assert engine.cash[0] == pytest.approx(START + (20_009.75 - 20_000.25) * 20 - 4.5)
 
 
 @pytest.mark.parametrize("bar3, cash, exits", [
     # Opens at or beyond the target fill there at the open, before the bar's fall through the stop.
-    ({"open": {3: 20_040.25}, "low": {3: 19_900.0}}, START + 40.0 * 20 - 4.5, [0, 0, 0, 1]),
-    ({"open": {3: 20_040.75}, "low": {3: 19_900.0}}, START + 40.5 * 20 - 4.5, [0, 0, 0, 1]),
+    ({"open": {3: 20_040.25}, "low": {3: 19_900.0}}, START + 40.0 * 20 - 4.5, [0, 0, 0, 1, 0]),
+    ({"open": {3: 20_040.75}, "low": {3: 19_900.0}}, START + 40.5 * 20 - 4.5, [0, 0, 0, 1, 0]),
     # A range reaching the target exactly, or half a point beyond, fills at the target.
-    ({"high": {3: 20_040.25}}, START + 40.0 * 20 - 4.5, [0, 0, 0, 1]),
-    ({"high": {3: 20_040.75}}, START + 40.0 * 20 - 4.5, [0, 0, 0, 1]),
+    ({"high": {3: 20_040.25}}, START + 40.0 * 20 - 4.5, [0, 0, 0, 1, 0]),
+    ({"high": {3: 20_040.75}}, START + 40.0 * 20 - 4.5, [0, 0, 0, 1, 0]),
     # A low exactly at the stop fills at the stop minus slippage; half a point above, nothing happens.
-    ({"low": {3: 19_980.25}}, START - 20.25 * 20 - 4.5, [0, 0, 1, 0]),
-    ({"low": {3: 19_980.75}}, START - 2.25, [0, 0, 0, 0]),
+    ({"low": {3: 19_980.25}}, START - 20.25 * 20 - 4.5, [0, 0, 1, 0, 0]),
+    ({"low": {3: 19_980.75}}, START - 2.25, [0, 0, 0, 0, 0]),
     # An open half a point above the stop is not a gap through it.
-    ({"open": {3: 19_980.75}, "high": {3: 19_990.0}}, START - 2.25, [0, 0, 0, 0]),
+    ({"open": {3: 19_980.75}, "high": {3: 19_990.0}}, START - 2.25, [0, 0, 0, 0, 0]),
 ])
 def test_prices_at_and_just_beyond_the_levels(bar3, cash, exits):
     engine = started(market_of(**bar3))
@@ -264,7 +266,7 @@ def test_an_open_beyond_the_target_sees_no_adverse_extreme():
     engine = started(market_of(open={3: 20_045.0}, low={3: 19_000.0}))
     play(engine, B, H, H)
     assert engine.mae[0] == pytest.approx(0.25)  # the entry's slippage, not the bar's low
-    assert engine.exit_counts[0].tolist() == [0, 0, 0, 1]
+    assert engine.exit_counts[0].tolist() == [0, 0, 0, 1, 0]
 
 
 def test_a_breach_at_the_stop_is_liquidated_at_the_stop_fill_without_more_slippage():
@@ -274,7 +276,18 @@ def test_a_breach_at_the_stop_is_liquidated_at_the_stop_fill_without_more_slippa
     result = play(engine, B, H)
     assert END_REASONS[result.end_reason[0]] == "drawdown_breach"
     assert engine.cash[0] == pytest.approx(START - 4.5 - 200.25 * 20)
-    assert engine.exit_counts[0].tolist() == [1, 0, 0, 0]
+    assert engine.exit_counts[0].tolist() == [1, 0, 0, 0, 0]
+
+
+def test_an_exit_whose_fill_is_under_the_floor_is_a_breach_liquidated_at_that_fill():
+    # ATR 100: stop 19800.25. EXIT for bar 3, which opens at 19870: out at 19869.75, where the equity
+    # 50000 - 2.25 - 130.5 x 20 = 47387.75 is under the floor 47500: a breach, at the fill (no more
+    # slippage), though the bar then recovers to 20100.
+    engine = started(market_of(atr=100.0, open={3: 19_870.0}, high={3: 20_100.0}))
+    result = play(engine, B, H, X)
+    assert END_REASONS[result.end_reason[0]] == "drawdown_breach" and result.terminated[0]
+    assert engine.cash[0] == pytest.approx(START - 4.5 - 130.5 * 20)
+    assert engine.exit_counts[0].tolist() == [1, 0, 0, 0, 0] and engine.peak[0] == START
 
 
 # -- per-environment state --------------------------------------------------------------------
@@ -301,13 +314,27 @@ def test_a_closed_trade_updates_only_its_own_account():
     assert engine.cash.tolist() == [START + 795.5, START]
     assert engine.realized_today.tolist() == [795.5, 0.0]
     assert engine.fills.tolist() == [2, 0] and engine.closed_trades.tolist() == [1, 0]
-    assert engine.exit_counts.tolist() == [[0, 0, 0, 1], [0, 0, 0, 0]]
+    assert engine.exit_counts.tolist() == [[0, 0, 0, 1, 0], [0, 0, 0, 0, 0]]
     assert engine.recent_win_rate().tolist() == [1.0, 0.5] and engine.consecutive_losses.tolist() == [0, 0]
     assert engine.at_breakeven.tolist() == [False, False] and engine.trailing.tolist() == [False, False]
     assert engine.mfe.tolist() == [40.0, 0.0] and engine.mae.tolist() == [0.25, 0.0]
     assert engine.peak.tolist() == [START + 795.5, START] and engine.bars_in_position.tolist() == [0, 0]
     play(engine, H)
     assert np.isnan(engine.step_trade_net).all()  # only the step that closed it reports it
+
+
+def test_an_exit_closes_only_its_own_account_and_a_new_trade_may_follow():
+    # Both long from 20000.25; env 0 exits into bar 3's open 20010 (out at 20009.75: 9.5 points), then
+    # buys again at bar 3's close (in at bar 4's open 20000.25), while env 1 holds throughout.
+    engine = started(market_of(open={3: 20_010.0}, close={3: 20_010.0}), n_envs=2)
+    play(engine, B, H, [X, H])
+    np.testing.assert_array_equal(engine.step_trade_net, [9.5 * 20 - 4.5, np.nan])
+    assert engine.side.tolist() == [0, 1] and engine.exit_counts[:, 4].tolist() == [1, 0]
+    assert engine.action_masks()[:, X].tolist() == [False, True] and engine.action_masks()[0, B]
+    assert engine.bars_in_position.tolist() == [0, 3]
+    play(engine, [B, H])
+    assert engine.side.tolist() == [1, 1] and engine.trades_today.tolist() == [2, 1]
+    assert engine.cash.tolist() == [pytest.approx(START + 185.5 - 2.25), START - 2.25]
 
 
 def test_flags_change_only_for_the_environment_that_acts():
@@ -370,7 +397,7 @@ def test_exits_and_realised_pnl_add_up_over_the_episode():
     engine = started(market_of(12, high={2: 20_045.0}, low={3: 19_975.0, 4: 19_975.0}))
     result = play(engine, B, H, B, B, B, H, H, H, H, H, H)
     assert END_REASONS[result.end_reason[0]] == "session_end"
-    assert engine.exit_counts[0].tolist() == [0, 1, 2, 1]
+    assert engine.exit_counts[0].tolist() == [0, 1, 2, 1, 0]
     assert engine.realized_today[0] == pytest.approx(795.5 - 2 * 409.5 - 14.5)
     assert engine.trades_today[0] == 4 and engine.closed_trades[0] == 4
     assert engine.consecutive_losses[0] == 3 and engine.recent_win_rate()[0] == 0.25

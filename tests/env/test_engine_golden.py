@@ -47,7 +47,7 @@ def test_long_round_trip_nq_to_the_flat_deadline():
     assert END_REASONS[results[-1].end_reason[0]] == "session_end" and results[-1].terminated[0]
     assert sum(r.reward[0] for r in results) == pytest.approx(185.5 * 0.001)
     # While open the position was marked at the close: 20005 - 20000.25 = 4.75 points.
-    assert engine.exit_counts[0].tolist() == [0, 1, 0, 0]
+    assert engine.exit_counts[0].tolist() == [0, 1, 0, 0, 0]
 
 
 @pytest.mark.parametrize("side, last_open, points", [(B, 20_045.0, 20_045.0 - 20_000.25),
@@ -60,7 +60,7 @@ def test_an_open_beyond_the_target_on_the_last_bar_fills_at_the_open(side, last_
     engine, results = run(make_market(opens), [side] + [H] * 6)
     assert END_REASONS[results[-1].end_reason[0]] == "session_end" and len(results) == 7
     assert engine.cash[0] == pytest.approx(START + points * 20 - 4.5)
-    assert engine.exit_counts[0].tolist() == [0, 0, 0, 1]
+    assert engine.exit_counts[0].tolist() == [0, 0, 0, 1, 0]
 
 
 def test_an_open_beyond_the_stop_on_the_last_bar_fills_at_the_open_minus_slippage():
@@ -68,7 +68,7 @@ def test_an_open_beyond_the_stop_on_the_last_bar_fills_at_the_open_minus_slippag
     opens[7] = 19_970.0  # below the stop 19980.25
     engine, results = run(make_market(opens), [B] + [H] * 6)
     assert engine.cash[0] == pytest.approx(START - (20_000.25 - 19_969.75) * 20 - 4.5)
-    assert engine.exit_counts[0].tolist() == [0, 0, 1, 0]
+    assert engine.exit_counts[0].tolist() == [0, 0, 1, 0, 0]
 
 
 def test_short_round_trip_es():
@@ -89,7 +89,7 @@ def test_stop_hit_fills_at_the_stop_minus_slippage():
     assert engine.side[0] == 0
     # Exit 19980.25 - 0.25 = 19980.00: -20.25 points x $20 - $4.50.
     assert engine.cash[0] == pytest.approx(START - 405.0 - 4.5)
-    assert engine.exit_counts[0].tolist() == [0, 0, 1, 0]
+    assert engine.exit_counts[0].tolist() == [0, 0, 1, 0, 0]
     assert not results[-1].terminated[0]  # a closed trade never ends the episode
 
 
@@ -100,7 +100,7 @@ def test_target_hit_fills_at_the_target():
     market = make_market(opens, highs=highs)
     engine, _ = run(market, [B, H, H, H, H])
     assert engine.cash[0] == pytest.approx(START + 40 * 20 - 4.5)
-    assert engine.exit_counts[0].tolist() == [0, 0, 0, 1]
+    assert engine.exit_counts[0].tolist() == [0, 0, 0, 1, 0]
 
 
 def test_stop_and_target_in_one_bar_assume_the_stop():
@@ -235,7 +235,7 @@ def test_a_low_under_the_locked_threshold_breaches():
     assert END_REASONS[results[-1].end_reason[0]] == "drawdown_breach" and len(results) == 3
     # Liquidated at the low minus slippage, 20002.75: 2.5 points x $20 - 2 x $2.25.
     assert engine.cash[0] == pytest.approx(START + 50.0 - 4.5)
-    assert engine.exit_counts[0].tolist() == [1, 0, 0, 0]
+    assert engine.exit_counts[0].tolist() == [1, 0, 0, 0, 0]
 
 
 def test_a_low_above_the_locked_threshold_does_not_breach():
@@ -271,11 +271,11 @@ def test_masks_are_exact():
     market = make_market(opens, closes=closes, entry_allowed=allowed)
     engine = TradingEngine(market, EngineConfig(episode_mode="full_session"), 1)
     engine.reset(starts=np.array([0]))
-    assert engine.action_masks()[0].tolist() == [True, True, True, False, False, False]
+    assert engine.action_masks()[0].tolist() == [True, True, True, False, False, False, False]
     engine.step(np.array([B]))  # long from 20000.25, close 20010: in profit
-    assert engine.action_masks()[0].tolist() == [True, False, False, True, True, False]
+    assert engine.action_masks()[0].tolist() == [True, False, False, True, True, False, True]
     engine.step(np.array([Action.ENABLE_TRAILING_STOP]))  # close 20000: stop ratchets to 19980 (< entry)
-    assert engine.action_masks()[0].tolist() == [True, False, False, False, False, True]
+    assert engine.action_masks()[0].tolist() == [True, False, False, False, False, True, True]
 
 
 def test_forced_invalid_action_is_a_counted_no_op():
@@ -440,3 +440,84 @@ def test_breach_penalty_is_subtracted_on_the_breaching_step_only(penalty):
     # cash 50000 - 2.25 - 130.5 x 20 - 2.25 = 47385.50: a change of -$2607.25.
     assert results[0].reward[0] == pytest.approx(-7.25 * 0.002)
     assert results[1].reward[0] == pytest.approx(-2_607.25 * 0.002 - penalty)
+
+
+# ------------------------------------------------------------- the agent's EXIT
+X = Action.EXIT
+
+
+@pytest.mark.parametrize("side, bar3_open, points", [
+    (B, 20_012.0, 11.5),  # long from 20000.25, out at 20012 - 0.25 = 20011.75
+    (S, 19_990.0, 9.5),  # short from 19999.75, out at 19990 + 0.25 = 19990.25
+])
+def test_exit_fills_at_the_next_open_with_adverse_slippage_and_one_more_commission(side, bar3_open, points):
+    # EXIT at bar 2's close fills at bar 3's open. Bar 3 then spans 19000-21000: through the stop,
+    # the target and the drawdown floor alike; an exit at the open sees only its fill.
+    opens = flat_session()
+    opens[3] = bar3_open
+    highs, lows = opens.copy(), opens.copy()
+    highs[3], lows[3] = 21_000.0, 19_000.0
+    engine, results = run(make_market(opens, highs=highs, lows=lows), [side, H, X])
+    net = points * 20 - 2 * 2.25
+    assert engine.side[0] == 0 and engine.cash[0] == pytest.approx(START + net)
+    assert engine.equity[0] == engine.cash[0]
+    assert engine.fills[0] == 2 and engine.commission_paid[0] == pytest.approx(4.5)
+    assert engine.step_trade_net[0] == pytest.approx(net) and engine.realized_today[0] == pytest.approx(net)
+    assert engine.closed_trades[0] == 1 and engine.recent_win_rate()[0] == 1.0
+    assert engine.exit_counts[0].tolist() == [0, 0, 0, 0, 1]
+    # Marked at bar 2's close 20000 before: 50000 - 2.25 - 0.25 x 20 = 49992.75.
+    assert results[-1].reward[0] == pytest.approx((START + net - 49_992.75) * 0.001)
+    assert not results[-1].terminated[0] and END_REASONS[results[-1].end_reason[0]] == "none"
+    # The peak is the equity at the fill before the exit's commission; the bar's extremes do not count.
+    assert engine.peak[0] == pytest.approx(START - 2.25 + points * 20)
+    assert engine.mfe[0] == pytest.approx(points) and engine.mae[0] == pytest.approx(0.25)
+    assert engine.action_masks()[0].tolist() == [True, True, True, False, False, False, False]
+
+
+def test_exit_masks_are_exact_and_follow_the_switch():
+    opens = flat_session()
+    for exit_action, in_position in ((True, True), (False, False)):
+        config = EngineConfig(episode_mode="full_session", exit_action=exit_action)
+        engine = TradingEngine(make_market(opens), config, 1)
+        engine.reset(starts=np.array([0]))
+        assert engine.action_masks()[0].tolist() == [True, True, True, False, False, False, False]  # flat
+        engine.step(np.array([B]))
+        # In a position at the entry price: no break-even, trailing may be enabled; EXIT by the switch.
+        assert engine.action_masks()[0].tolist() == [True, False, False, False, True, False, in_position]
+    # Flat, or with the switch off, EXIT is an invalid action: counted and played as HOLD.
+    engine = TradingEngine(make_market(opens), EngineConfig(episode_mode="full_session"), 1)
+    engine.reset(starts=np.array([0]))
+    assert engine.step(np.array([X])).invalid_action[0] and engine.fills[0] == 0
+    engine = TradingEngine(make_market(opens), EngineConfig(episode_mode="full_session", exit_action=False), 1)
+    engine.reset(starts=np.array([0]))
+    engine.step(np.array([B]))
+    result = engine.step(np.array([X]))
+    assert result.invalid_action[0] and engine.invalid_actions[0] == 1 and engine.side[0] == 1
+
+
+@pytest.mark.parametrize("bar3_open, net, exits", [
+    # Open 19970 is beyond the stop 19980.25: the stop fills at the open minus slippage, 19969.75
+    # (the exit's own price), and is counted as a stop.
+    (19_970.0, -(20_000.25 - 19_969.75) * 20 - 4.5, [0, 0, 1, 0, 0]),
+    # Open 20045 is beyond the target 20040.25: the target fills at that open, without slippage.
+    (20_045.0, (20_045.0 - 20_000.25) * 20 - 4.5, [0, 0, 0, 1, 0]),
+])
+def test_an_exit_into_an_open_beyond_the_stop_or_target_fills_as_the_gap(bar3_open, net, exits):
+    opens = flat_session()
+    opens[3] = bar3_open
+    engine, _ = run(make_market(opens), [B, H, X])
+    assert engine.side[0] == 0 and engine.cash[0] == pytest.approx(START + net)
+    assert engine.step_trade_net[0] == pytest.approx(net)
+    assert engine.exit_counts[0].tolist() == exits
+
+
+@pytest.mark.parametrize("last, exits", [(X, [0, 0, 0, 0, 1]), (H, [0, 1, 0, 0, 0])])
+def test_an_exit_for_the_sessions_last_bar_fills_as_the_deadline_and_counts_as_an_exit(last, exits):
+    # Decided at bar 6's close; bar 7 is the session's last: both fill at 20010 - 0.25.
+    opens = flat_session()
+    opens[7] = 20_010.0
+    engine, results = run(make_market(opens), [B, H, H, H, H, H, last])
+    assert len(results) == 7 and results[-1].terminated[0]
+    assert END_REASONS[results[-1].end_reason[0]] == "session_end"
+    assert engine.cash[0] == pytest.approx(START + 9.5 * 20 - 4.5)
+    assert engine.exit_counts[0].tolist() == exits

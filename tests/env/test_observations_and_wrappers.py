@@ -69,14 +69,14 @@ def test_single_env_passes_gymnasium_and_sb3_checkers(synthetic_market, phase):
         sb3_check_env(env, warn=False)
     obs, _ = env.reset(seed=1)
     assert obs.shape == (228 if phase == 2 else 261,)
-    assert env.action_masks().shape == (6,)
+    assert env.action_masks().shape == (7,) and env.action_space.n == 7
 
 
 def test_vec_env_auto_resets_and_reports_episode_ends(synthetic_market):
     env = TradingVecEnv(synthetic_market, EngineConfig(max_episode_steps=30), n_envs=4, phase=2, seed=0)
     obs = env.reset()
     assert obs.shape == (4, 228)
-    assert np.stack(env.env_method("action_masks")).shape == (4, 6)
+    assert np.stack(env.env_method("action_masks")).shape == (4, 7)
     assert env.has_attr("action_masks")
     finished = []
     for _ in range(200):

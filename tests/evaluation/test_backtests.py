@@ -48,13 +48,17 @@ def test_double_costs_double_commission_and_slippage():
 
 
 def test_the_advisor_alone_takes_its_most_probable_allowed_action():
-    obs = np.zeros((3, HYBRID_DIM), dtype=np.float32)
-    obs[0, 261:267] = [0.2, 0.1, 0.7, 0, 0, 0]
-    obs[0, 269] = 1
-    obs[1, 261:267] = [0.2, 0.1, 0.7, 0, 0, 0]  # SELL preferred but masked below: BUY
-    obs[1, 269] = 1
-    masks = np.array([[1, 1, 1, 0, 0, 0], [1, 1, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0]], dtype=bool)
-    assert llm_only_policy(obs, masks).tolist() == [2, 0, 0]  # row 1: HOLD (0.2) beats BUY (0.1); row 2: no advice
+    obs = np.zeros((4, HYBRID_DIM), dtype=np.float32)
+    obs[0, 261:268] = [0.2, 0.1, 0.7, 0, 0, 0, 0]
+    obs[0, 270] = 1  # advice present
+    obs[1, 261:268] = [0.2, 0.1, 0.7, 0, 0, 0, 0]  # SELL preferred but masked below: BUY
+    obs[1, 270] = 1
+    obs[3, 261:268] = [0.3, 0, 0, 0, 0.2, 0, 0.5]  # in a position: EXIT preferred
+    obs[3, 270] = 1
+    masks = np.array([[1, 1, 1, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 1, 0, 1]],
+                     dtype=bool)
+    # Row 1: HOLD (0.2) beats BUY (0.1); row 2: no advice; row 3: EXIT.
+    assert llm_only_policy(obs, masks).tolist() == [2, 0, 0, 6]
 
 
 def test_backtest_metrics_of_two_hand_made_sessions():

@@ -71,7 +71,7 @@ class AdvisorConfig:
 class Advice:
     """One ``advise`` call's answers, row by row."""
 
-    probabilities: np.ndarray  # (n, 6); 0 for disallowed actions; NaN rows without advice
+    probabilities: np.ndarray  # (n, N_ACTIONS); 0 for disallowed actions; NaN rows without advice
     confidence: np.ndarray  # (n,); NaN without advice
     has_advice: np.ndarray  # (n,) bool
     cache_hit: np.ndarray  # (n,) bool
@@ -137,7 +137,7 @@ class Advisor:
     # -------------------------------------------------------------------------
     def responses(self) -> pd.DataFrame:
         """Every answer since creation (``save_responses`` on): ``time``, ``env``, ``prompt_hash``,
-        ``p_<action>`` (6 columns), ``action`` (the most probable, -1 without advice),
+        ``p_<action>`` (one per action), ``action`` (the most probable, -1 without advice),
         ``confidence``, ``latency_ms`` (the call's wall time), ``cache_hit`` and ``error``
         (``failure``, ``abstention``, ``disabled``, ``queued`` or empty)."""
         return pd.DataFrame(self._responses)

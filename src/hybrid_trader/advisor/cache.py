@@ -3,8 +3,10 @@
 Key: SHA-256 of the model identity (including its file hash), the prompt
 template version, the method (and calibration), and the full prompt text
 (static prefix and state part).
-Value: the distribution over the 6 actions and its confidence. Stored as a
-Parquet file that later runs reuse; a hit is a dictionary lookup.
+Value: the distribution over the actions (``N_ACTIONS``) and its confidence.
+Stored as a Parquet file that later runs reuse; a hit is a dictionary lookup.
+Stored entries of another length (written for another action space) are
+dropped on loading: they could never be served.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hybrid_trader.env.actions import N_ACTIONS
+
 __all__ = ["AdviceCache", "advice_key"]
 
 
@@ -23,7 +27,7 @@ def advice_key(model_identity: str, template_version: str, method: str, prompt: 
 
 
 class AdviceCache:
-    """``key -> (probabilities over the 6 actions, confidence)``, persisted at ``path``."""
+    """``key -> (probabilities over the N_ACTIONS actions, confidence)``, persisted at ``path``."""
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path else None
@@ -32,7 +36,8 @@ class AdviceCache:
         if self.path and self.path.exists():
             frame = pd.read_parquet(self.path)
             for key, probabilities, confidence in zip(frame["key"], frame["probabilities"], frame["confidence"]):
-                self.put(key, np.asarray(probabilities), confidence)
+                if len(probabilities) == N_ACTIONS:
+                    self.put(key, np.asarray(probabilities), confidence)
             self._dirty = False
 
     def __len__(self) -> int:

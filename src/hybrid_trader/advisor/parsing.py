@@ -1,8 +1,10 @@
 """Strict parsing of generated answers: ``ACTION | CONFIDENCE | REASON``.
 
-``ACTION`` is one of the answer words (case-insensitive), ``CONFIDENCE`` a
-number in [0, 1], ``REASON`` non-empty text; surrounding whitespace is
-ignored and only the first line counts. Anything else is ``None``: an
+``ACTION`` is one of the answer words of
+:data:`~hybrid_trader.advisor.prompts.ANSWER_WORDS` (``HOLD``, ``BUY``,
+``SELL``, ``BREAKEVEN``, ``TRAIL``, ``UNTRAIL``, ``EXIT``; case-insensitive),
+``CONFIDENCE`` a number in [0, 1], ``REASON`` non-empty text; surrounding
+whitespace is ignored and only the first line counts. Anything else is ``None``: an
 abstention that the caller counts, never a silent HOLD.
 """
 

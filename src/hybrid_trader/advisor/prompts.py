@@ -39,7 +39,10 @@ STATE_INPUTS = ("sma50_slope", "adx14", "rsi14", "momentum30", "vwap_distance", 
 # The word that answers with each action (scored as whole words).
 ANSWER_WORDS = {Action.HOLD: "HOLD", Action.BUY: "BUY", Action.SELL: "SELL",
                 Action.MOVE_SL_TO_BREAKEVEN: "BREAKEVEN", Action.ENABLE_TRAILING_STOP: "TRAIL",
-                Action.DISABLE_TRAILING_STOP: "UNTRAIL"}
+                Action.DISABLE_TRAILING_STOP: "UNTRAIL", Action.EXIT: "EXIT"}
+# Every action can be answered: a missing word would fail only when a mask first allows it.
+assert set(ANSWER_WORDS) == set(Action), "ANSWER_WORDS must name every Action"
+assert len(set(ANSWER_WORDS.values())) == len(ANSWER_WORDS), "answer words must be distinct"
 
 
 @dataclass(frozen=True)

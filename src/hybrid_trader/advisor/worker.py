@@ -47,7 +47,7 @@ _FEEDER_IDLE_S = 0.5
 def _fresh_answers(answers: Mapping[int, tuple[int, np.ndarray, float]], env_ids: Sequence[int], step: int,
                    max_age: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each env's answer ``(asked at step, probabilities, confidence)`` if at most ``max_age`` old:
-    ``(probabilities (n, 6), confidence (n,), age (n,))``, NaN and age -1 where there is none."""
+    ``(probabilities (n, N_ACTIONS), confidence (n,), age (n,))``, NaN and age -1 where there is none."""
     n = len(env_ids)
     probabilities, confidence = np.full((n, N_ACTIONS), np.nan), np.full(n, np.nan)
     age = np.full(n, -1, dtype=np.int64)
@@ -105,7 +105,7 @@ class AsyncAdvisor:
             return len(self._pending) + (1 if self._busy else 0)
 
     def latest(self, env_ids: Sequence[int], step: int, max_age: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(probabilities (n, 6), confidence (n,), age (n,))`` of each env's newest fresh answer;
+        """``(probabilities (n, N_ACTIONS), confidence (n,), age (n,))`` of each env's newest fresh answer;
         NaN and age -1 where there is none."""
         with self._lock:
             return _fresh_answers(self._answers, env_ids, step, max_age)

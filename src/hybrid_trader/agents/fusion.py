@@ -1,8 +1,8 @@
 """The hybrid policy: the RL distribution fused with the advisor's opinion, inside the policy.
 
 The hybrid observation is the 261 columns plus the advisor's latest opinion
-(:data:`~hybrid_trader.features.registry.ADVICE_COLUMNS`: six probabilities,
-confidence, age, present). The RL part (adapter, Phase 2 networks) reads the
+(:data:`~hybrid_trader.features.registry.ADVICE_COLUMNS`: one probability per
+action, confidence, age, present). The RL part (adapter, Phase 2 networks) reads the
 261 columns; the action distribution is
 
     pi = (1 - w * present) * pi_RL + w * present * pi_LLM,
@@ -115,7 +115,7 @@ class FusedMaskablePolicy(MaskableActorCriticPolicy):
 
     @torch.no_grad()
     def rl_probabilities(self, observations: np.ndarray, action_masks: np.ndarray | None = None) -> np.ndarray:
-        """``(n, 6)`` probabilities of the RL part alone (no advice), masked when masks are given.
+        """``(n, N_ACTIONS)`` probabilities of the RL part alone (no advice), masked when masks are given.
 
         Reads only the first 261 columns, so a 261-column observation works too.
         """

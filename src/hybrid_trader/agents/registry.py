@@ -1,7 +1,7 @@
 """The MLflow model registry face of trained policies.
 
 A registered policy is an MLflow *pyfunc* whose ``predict`` takes one of two
-inputs (docs/serving.md) and returns a DataFrame with ``action`` (0-5) and
+inputs (docs/serving.md) and returns a DataFrame with ``action`` (0-6) and
 ``action_name``: the policy's deterministic choice under the action masks.
 
 * **Bars** (a ``timestamp`` column is present): the current session's 1-minute
@@ -10,7 +10,7 @@ inputs (docs/serving.md) and returns a DataFrame with ``action`` (0-5) and
   (:func:`~hybrid_trader.agents.serving.client_observation`) and answers one
   row, the decision at the last bar.
 * **Observations**: the observation columns (named as in the observation
-  registry, already scaled) and, optionally, ``mask_0 ... mask_5`` (booleans;
+  registry, already scaled) and, optionally, ``mask_0 ... mask_6`` (booleans;
   all actions allowed when absent); one answer per row.
 
 Each version carries a signature (every input column optional, since the two
@@ -66,7 +66,7 @@ def _pip_requirements() -> list[str]:
 
 
 def observation_columns(observation_dim: int) -> list[str]:
-    """The observation input's column names: 228, 261 or 270 (the 261 and the advisor's opinion)."""
+    """The observation input's column names: 228, 261 or 271 (the 261 and the advisor's opinion)."""
     return list((OBSERVATION_NAMES + ADVICE_NAMES)[:observation_dim])
 
 

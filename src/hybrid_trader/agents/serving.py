@@ -24,10 +24,10 @@ to its last bar, so that the session's end (the flat deadline and the last
 bar that may open a position) is where training has it; every feature is
 causal, so the placeholders never reach the decision bar's values.
 
-For the Phase 3 hybrid (270 columns) the advisor's opinion is optional: a
+For the Phase 3 hybrid (271 columns) the advisor's opinion is optional: a
 client without the advisor sends no ``advice_*`` columns and the opinion is
-"no advice present" (all nine columns 0, what training observes when no
-opinion is held); a client with one sends all nine.
+"no advice present" (all ten columns 0, what training observes when no
+opinion is held); a client with one sends all ten.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class ClientInputError(ValueError):
 
 
 def phase_of(observation_dim: int) -> int:
-    """2 for the 228-column Phase 2 policy, 3 for the 261- or 270-column Phase 3 policies."""
+    """2 for the 228-column Phase 2 policy, 3 for the 261- or 271-column Phase 3 policies."""
     if observation_dim == PHASE2_DIM:
         return 2
     if observation_dim in (PHASE3_DIM, HYBRID_DIM):
@@ -152,12 +152,12 @@ def client_observation(frame: pd.DataFrame, *, observation_dim: int, scaler: Fea
 
     Args:
         frame: The bars input (module docstring; docs/serving.md).
-        observation_dim: 228 (Phase 2), 261 or 270 (Phase 3; 270 appends the advisor's opinion).
+        observation_dim: 228 (Phase 2), 261 or 271 (Phase 3; 271 appends the advisor's opinion).
         scaler: The model's train-fitted feature scaler.
         rules: The model's trading rules.
 
     Returns:
-        ``(observation_dim,)`` float32 observation and ``(6,)`` boolean masks, as the training
+        ``(observation_dim,)`` float32 observation and ``(N_ACTIONS,)`` boolean masks, as the training
         environment builds them at the same bar and account state.
 
     Raises:
@@ -318,7 +318,7 @@ def _set_account(engine: TradingEngine, account: dict[str, float], phase: int) -
 
 
 def _advice(frame: pd.DataFrame) -> np.ndarray:
-    """The advisor's opinion on the decision bar's row; nine zeros ("no advice present") without one."""
+    """The advisor's opinion on the decision bar's row; ten zeros ("no advice present") without one."""
     given = [c for c in ADVICE_NAMES if c in frame.columns]
     if not given:
         return np.zeros(len(ADVICE_NAMES), dtype=np.float32)

@@ -1,4 +1,4 @@
-"""The action space shared by Phase 2 and Phase 3 (``Discrete(6)``)."""
+"""The action space shared by Phase 2 and Phase 3 (``Discrete(7)``)."""
 
 from enum import IntEnum
 
@@ -12,6 +12,7 @@ class Action(IntEnum):
     MOVE_SL_TO_BREAKEVEN = 3  # only in a profitable position whose stop is still worse than entry
     ENABLE_TRAILING_STOP = 4  # only in a position with the trailing stop off
     DISABLE_TRAILING_STOP = 5  # only in a position with the trailing stop on
+    EXIT = 6  # close the open position at the next bar's open; only in a position (and with exit_action on)
 
 
 N_ACTIONS = len(Action)

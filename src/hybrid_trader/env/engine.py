@@ -16,12 +16,14 @@ bar ``t + 1``:
 3. An open beyond the target or the stop fills there at the open (a target
    at the better open price; a stop at the open minus slippage), on any bar,
    the session's last included.
-4. Otherwise, at the open of the session's last bar (16:59, or the early-close
-   bar) an open position is closed at ``open +/- slippage``: the flat deadline.
-   On the other bars the stop and target are checked against bar ``t+1``'s
-   low/high; when both are touched the stop is assumed (the worse). A stop
-   fills at the stop minus slippage; a target at the target without slippage
-   (a resting limit).
+4. Otherwise a position is closed at ``open_{t+1} -/+ slippage`` (a market
+   order, adverse for its side) when the agent chose EXIT at the close of
+   ``t`` (counted as an ``exit``, even on the session's last bar), or when
+   ``t+1`` is the session's last bar (16:59, or the early-close bar): the flat
+   deadline. On the other bars the stop and target are checked against bar
+   ``t+1``'s low/high; when both are touched the stop is assumed (the worse).
+   A stop fills at the stop minus slippage; a target at the target without
+   slippage (a resting limit).
 5. Apex trailing drawdown, judged on the most adverse path the bar allows
    while the position is open: open, then the favourable extreme (raising the
    equity peak), then the adverse extreme, compared with the floor
@@ -53,13 +55,15 @@ from hybrid_trader.env.market import MarketData
 __all__ = ["EngineConfig", "TradingEngine", "END_REASONS", "EXIT_KINDS", "StepResult"]
 
 END_REASONS = ("none", "drawdown_breach", "session_end", "max_steps", "data_end")
-# How a position was closed: liquidated on a breach, at the flat deadline, by its stop, by its target.
-EXIT_KINDS = ("breach", "deadline", "stop", "target")
+# How a position was closed: liquidated on a breach, at the flat deadline, by its stop, by its target,
+# by the agent's EXIT at the next open. New kinds go at the end: indexes are kept.
+EXIT_KINDS = ("breach", "deadline", "stop", "target", "exit")
 _BREACH, _SESSION_END, _MAX_STEPS, _DATA_END = 1, 2, 3, 4
 _WIN_HISTORY = 10
 _HOLD, _BUY, _SELL = int(Action.HOLD), int(Action.BUY), int(Action.SELL)
 _BREAKEVEN, _TRAIL_ON, _TRAIL_OFF = (int(Action.MOVE_SL_TO_BREAKEVEN), int(Action.ENABLE_TRAILING_STOP),
                                      int(Action.DISABLE_TRAILING_STOP))
+_EXIT = int(Action.EXIT)
 EPISODE_MODES = ("random_start", "full_session")
 
 
@@ -82,6 +86,9 @@ class EngineConfig:
         episode_mode: ``random_start`` (a random bar inside a session, up to
             ``max_episode_steps``) or ``full_session`` (sessions in date order,
             from the first valid bar to the session end).
+        exit_action: Whether EXIT may be chosen in a position. Off, it is always
+            masked; the action space keeps its size, so runs with and without
+            it compare on the same policy shapes.
     """
 
     contracts: int = 1
@@ -95,6 +102,7 @@ class EngineConfig:
     breach_penalty: float = 1.0
     max_episode_steps: int = 300
     episode_mode: str = "random_start"
+    exit_action: bool = True
 
     def __post_init__(self) -> None:
         if self.contracts < 1:
@@ -111,6 +119,8 @@ class EngineConfig:
             raise ValueError("environment.max_episode_steps must be >= 1")
         if self.episode_mode not in EPISODE_MODES:
             raise ValueError(f"environment.episode_mode must be one of {EPISODE_MODES}")
+        if not isinstance(self.exit_action, bool):  # a quoted "false" would otherwise switch it on
+            raise ValueError("environment.exit_action must be true or false")
 
 
 @dataclass
@@ -230,7 +240,7 @@ class TradingEngine:
 
     # -------------------------------------------------------------------- masks
     def action_masks(self) -> np.ndarray:
-        """``(n_envs, 6)`` booleans: which actions are valid at the current close."""
+        """``(n_envs, N_ACTIONS)`` booleans: which actions are valid at the current close."""
         if self._masks is None:
             self._masks = self._compute_masks()
         return self._masks
@@ -248,6 +258,7 @@ class TradingEngine:
         masks[:, _BREAKEVEN] = in_position & in_profit & stop_worse_than_entry
         masks[:, _TRAIL_ON] = in_position & ~self.trailing
         masks[:, _TRAIL_OFF] = in_position & self.trailing
+        masks[:, _EXIT] = in_position & self.config.exit_action
         return masks
 
     # --------------------------------------------------------------------- step
@@ -324,7 +335,9 @@ class TradingEngine:
         last_bar = j == market.session_last[j]
         breach = np.zeros(self.n_envs, dtype=bool)
         if in_position.any():
-            breach = self._play_position_bar(side, in_position, held_before, last_bar, bar_open, high, low)
+            exit_chosen = actions == _EXIT if present[_EXIT] else np.zeros(self.n_envs, dtype=bool)
+            breach = self._play_position_bar(side, in_position, held_before, last_bar, exit_chosen, bar_open,
+                                             high, low)
 
         # 6. Close of bar j: mark to market, trail, count.
         still_in = self.side != 0
@@ -349,20 +362,22 @@ class TradingEngine:
                 truncated & market.final_row[j], _DATA_END, np.where(truncated, _MAX_STEPS, 0))))
         return StepResult(reward, terminated, truncated, end_reason, invalid)
 
-    def _play_position_bar(self, side, in_position, held_before, last_bar, bar_open, high, low) -> np.ndarray:
-        """Steps 3-5 for the bar just opened: deadline, stop/target, drawdown. Returns breaches."""
+    def _play_position_bar(self, side, in_position, held_before, last_bar, exit_chosen, bar_open, high,
+                           low) -> np.ndarray:
+        """Steps 3-5 for the bar just opened: EXIT or deadline, stop/target, drawdown. Returns breaches."""
         long = side > 0
         # The bar's extremes as seen by the position: best and worst price for its side.
         best_price = np.where(long, high, low)
         worst_price = np.where(long, low, high)
         # 3-4. An open beyond the target or stop fills there first, on every bar (the last
-        # too); else the flat deadline closes at the last bar's open; else stop and target
-        # against the bar's range (the stop when both are touched).
+        # too); else a chosen EXIT or the flat deadline closes at the open; else stop and
+        # target against the bar's range (the stop when both are touched).
         open_held = in_position & held_before
         gapped_target = open_held & (side * (bar_open - self.target) >= 0)
         gapped_stop = open_held & ~gapped_target & (side * (bar_open - self.stop) <= 0)
-        forced = in_position & last_bar & ~gapped_target & ~gapped_stop
-        live = in_position & ~last_bar  # the bar's range plays only before the deadline
+        closing_at_open = last_bar | exit_chosen
+        forced = in_position & closing_at_open & ~gapped_target & ~gapped_stop
+        live = in_position & ~closing_at_open  # the bar's range plays only if nothing closed it at the open
         touched_target = side * (best_price - self.target) >= 0
         stop_hit = gapped_stop | (live & ~gapped_target & (side * (worst_price - self.stop) <= 0))
         target_hit = gapped_target | (live & ~stop_hit & touched_target)
@@ -405,9 +420,10 @@ class TradingEngine:
             self._record_closed_trades(exiting, trade_net > 0)
             counts = self.exit_counts
             counts[:, 0] += breach
-            counts[:, 1] += forced & ~breach
+            counts[:, 1] += forced & ~exit_chosen & ~breach
             counts[:, 2] += stop_hit & ~breach
             counts[:, 3] += target_hit & ~breach
+            counts[:, 4] += forced & exit_chosen & ~breach
             self.side = np.where(exiting, 0, side)
             self.trailing &= ~exiting
             self.at_breakeven &= ~exiting

@@ -86,7 +86,7 @@ class TradingVecEnv(VecEnv):
         return obs, result.reward.astype(np.float32), done, infos
 
     def action_masks(self) -> np.ndarray:
-        """``(n_envs, 6)`` valid-action masks at the current observations."""
+        """``(n_envs, N_ACTIONS)`` valid-action masks at the current observations."""
         return self.engine.action_masks()
 
     def close(self) -> None:
