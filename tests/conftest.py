@@ -47,7 +47,7 @@ def synthetic_ingestion():
     raw = generate_synthetic_bars(SyntheticMarketConfig(n_days=3, seed=8, start_date="2024-11-27"))
     result = ingest_bars(raw, CleaningConfig(), source="synthetic")
     features = compute_bar_features(result.bars, result.sessions)
-    return result.bars, features, FeatureScaler.fit(features[features["valid_for_trading"]])
+    return result.bars, features, FeatureScaler.fit(features)
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from tests.conftest import PROJECT_ROOT
 def main(tracking_uri: str, work_dir: str) -> None:
     result = ingest_bars(generate_synthetic_bars(SyntheticMarketConfig(n_days=3, seed=2)), CleaningConfig(), "s")
     features = compute_bar_features(result.bars, result.sessions)
-    features = FeatureScaler.fit(features[features["valid_for_trading"]]).transform(features)
+    features = FeatureScaler.fit(features).transform(features)  # every bar: the volatility profile needs them
     days = sorted(features["session_date"].unique())
     features["split"] = features["session_date"].map({days[0]: "train", days[1]: "train", days[2]: "validation"})
     environment = OmegaConf.to_container(OmegaConf.load(PROJECT_ROOT / "conf/base/parameters.yml"))["environment"]

@@ -89,7 +89,8 @@ def test_backtest_baselines(synthetic_market):
     assert first["trades"].sum() > 0
 
 
-def test_registered_model_loads_by_alias_and_predicts(tiny_config, envs, tmp_path, tracking, synthetic_frames):
+def test_registered_model_loads_by_alias_and_predicts(tiny_config, envs, tmp_path, tracking, synthetic_frames,
+                                                       synthetic_ingestion):
     import mlflow
 
     train_env, eval_env = envs
@@ -99,7 +100,7 @@ def test_registered_model_loads_by_alias_and_predicts(tiny_config, envs, tmp_pat
     rules = TradingRules(CONTRACTS["NQ"], EngineConfig(), "09:30", "16:00")
     with mlflow.start_run():
         version = register_policy(policy_zip, name="phase2_policy", observation_dim=228,
-                                  feature_scaler={"center": {}, "scale": {}, "clip": 5.0},
+                                  feature_scaler=synthetic_ingestion[2].to_dict(),
                                   observation_layout={"phase2_dim": 228}, trading_rules=rules,
                                   input_example=client_input_example(synthetic_frames[0], rules, 228), good=False)
     assert version == "1"

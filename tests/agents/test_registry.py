@@ -81,11 +81,11 @@ def account_of(engine, i: int = 0) -> dict[str, float]:
 
 
 def flat_account(dim: int) -> dict[str, float]:
-    """A flat account at the start of a session (only the position columns for Phase 2)."""
+    """A flat account at the start of a session (the position and drawdown columns for Phase 2)."""
     account = {f.name: 0.0 for f in account_fields(dim)}
+    account.update(account_balance=50_000.0, account_drawdown_floor=47_500.0)
     if dim != PHASE2_DIM:
-        account.update(account_balance=50_000.0, account_session_start_balance=50_000.0,
-                       account_drawdown_floor=47_500.0)
+        account.update(account_session_start_balance=50_000.0)
     return account
 
 
@@ -274,11 +274,11 @@ def test_the_sessions_last_bar_and_a_second_date_are_refused(data):
 
 
 def test_the_docs_list_every_account_column_as_in_code():
-    from hybrid_trader.agents.serving import ACCOUNT_FIELDS, POSITION_FIELDS
+    from hybrid_trader.agents.serving import ACCOUNT_FIELDS, DRAWDOWN_FIELDS, POSITION_FIELDS
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "serving.md").read_text()
     rows = [line for line in text.splitlines() if line.startswith("| `account_")]
-    assert rows == [f"| `{f.name}` | both | {f.meaning} |" for f in POSITION_FIELDS] + [
+    assert rows == [f"| `{f.name}` | both | {f.meaning} |" for f in POSITION_FIELDS + DRAWDOWN_FIELDS] + [
         f"| `{f.name}` | `phase3_hybrid` | {f.meaning} |" for f in ACCOUNT_FIELDS]
 
 

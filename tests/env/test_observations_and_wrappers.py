@@ -37,10 +37,30 @@ def test_window_columns_read_the_right_bars(synthetic_frames, synthetic_market):
     column = {name: i for i, name in enumerate(OBSERVATION_NAMES)}
     assert obs[column["rsi14_t0"]] == np.float32(features["rsi14"].iloc[t])
     assert obs[column["rsi14_t-19"]] == np.float32(features["rsi14"].iloc[t - 19])
-    assert obs[column["minutes_to_flat_t-3"]] == np.float32(features["minutes_to_flat"].iloc[t - 3])
+    assert obs[column["session_vol_ratio_t-3"]] == np.float32(features["session_vol_ratio"].iloc[t - 3])
+    assert obs[column["session_move_atr_t0"]] == np.float32(features["session_move_atr"].iloc[t])
     assert obs[column["adx14"]] == np.float32(features["adx14"].iloc[t])
+    assert obs[column["minutes_to_flat"]] == np.float32(features["minutes_to_flat"].iloc[t])
+    assert obs[column["session_efficiency"]] == np.float32(features["session_efficiency"].iloc[t])
     assert obs[column["position_side"]] == 0 and obs[column["drawdown_buffer"]] == 1.0
     assert len(WINDOW_FEATURES) * 20 == 220
+
+
+def test_phase2_sees_the_drawdown_buffer_from_the_engine(synthetic_market):
+    """State column 227 is (equity - trailing floor) / limit, read from the engine mid-trade."""
+    engine = TradingEngine(synthetic_market, EngineConfig(), n_envs=1, seed=5)
+    engine.reset()
+    while not engine.action_masks()[0, Action.BUY]:
+        engine.step(np.array([Action.HOLD]))
+    engine.step(np.array([Action.BUY]))
+    for _ in range(5):
+        engine.step(np.array([Action.HOLD]))
+    assert engine.side[0] == 1 and engine.equity[0] != 50_000.0
+    engine.floor[0] -= 123.0  # a floor that is not the fresh account's: the column reads the engine's
+    obs = ObservationBuilder(2).build(engine)[0]
+    assert OBSERVATION_NAMES[227] == "drawdown_buffer"
+    expected = (engine.equity[0] - engine.floor[0]) / 2_500.0
+    assert expected != 1.0 and obs[227] == np.float32(expected)
 
 
 def test_position_and_account_columns(synthetic_market):

@@ -51,7 +51,8 @@ from hybrid_trader.market_data.calendar import EXCHANGE_TZ, expected_bar_times, 
 from hybrid_trader.market_data.clean import widen_range_to_open_close
 from hybrid_trader.markets import ContractSpec
 
-__all__ = ["AccountField", "BAR_INPUT_COLUMNS", "POSITION_FIELDS", "ACCOUNT_FIELDS", "ClientInputError",
+__all__ = ["AccountField", "BAR_INPUT_COLUMNS", "POSITION_FIELDS", "DRAWDOWN_FIELDS", "ACCOUNT_FIELDS",
+           "ClientInputError",
            "TradingRules", "account_fields", "client_observation", "client_input_example", "phase_of"]
 
 BAR_INPUT_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
@@ -78,13 +79,16 @@ POSITION_FIELDS: tuple[AccountField, ...] = (
     AccountField("account_stop_at_breakeven", "1 if the stop was moved to the entry price, else 0"),
     AccountField("account_trailing_stop", "1 if the trailing stop is on, else 0"),
 )
-# Phase 3 only: the account and the session so far.
-ACCOUNT_FIELDS: tuple[AccountField, ...] = (
+# Phase 2 and 3: the distance to the trailing drawdown threshold (the state column drawdown_buffer).
+DRAWDOWN_FIELDS: tuple[AccountField, ...] = (
     AccountField("account_balance", "realized balance now: the start balance plus closed trades' P&L, minus every "
                                     "commission paid, including the open position's entry ($)"),
-    AccountField("account_session_start_balance", "the balance at the session's start ($)"),
     AccountField("account_drawdown_floor", "the trailing drawdown threshold now (Apex's liquidation threshold): "
                                            "the equity at which the account is liquidated ($)"),
+)
+# Phase 3 only: the account and the session so far.
+ACCOUNT_FIELDS: tuple[AccountField, ...] = (
+    AccountField("account_session_start_balance", "the balance at the session's start ($)"),
     AccountField("account_realized_pnl_today", "P&L of the session's closed trades, net of costs ($)"),
     AccountField("account_consecutive_losses", "losing trades in a row up to the last closed trade (0 after a win)"),
     AccountField("account_closed_trades_today", "trades closed this session"),
@@ -112,7 +116,7 @@ def phase_of(observation_dim: int) -> int:
 
 def account_fields(observation_dim: int) -> tuple[AccountField, ...]:
     """The ``account_*`` columns a policy of ``observation_dim`` columns needs."""
-    return POSITION_FIELDS + (ACCOUNT_FIELDS if phase_of(observation_dim) == 3 else ())
+    return POSITION_FIELDS + DRAWDOWN_FIELDS + (ACCOUNT_FIELDS if phase_of(observation_dim) == 3 else ())
 
 
 @dataclass(frozen=True)
@@ -304,9 +308,9 @@ def _set_account(engine: TradingEngine, account: dict[str, float], phase: int) -
     engine.bars_in_position[0] = int(account["account_bars_held"])
     engine.at_breakeven[0] = bool(account["account_stop_at_breakeven"])
     engine.trailing[0] = bool(account["account_trailing_stop"])
+    engine.cash[0] = account["account_balance"]
+    engine.floor[0] = account["account_drawdown_floor"]
     if phase == 3:
-        engine.cash[0] = account["account_balance"]
-        engine.floor[0] = account["account_drawdown_floor"]
         engine.realized_today[0] = account["account_realized_pnl_today"]
         engine.consecutive_losses[0] = int(account["account_consecutive_losses"])
         engine.closed_trades[0] = int(account["account_closed_trades_today"])
@@ -314,7 +318,7 @@ def _set_account(engine: TradingEngine, account: dict[str, float], phase: int) -
         engine.trades_today[0] = int(account["account_entries_today"])
         engine.mae[0] = account["account_trade_mae_points"] if engine.side[0] else 0.0
         engine.mfe[0] = account["account_trade_mfe_points"] if engine.side[0] else 0.0
-        engine.equity[0] = engine.cash[0] + engine.unrealized()[0]
+    engine.equity[0] = engine.cash[0] + engine.unrealized()[0]
 
 
 def _advice(frame: pd.DataFrame) -> np.ndarray:
@@ -339,9 +343,9 @@ def client_input_example(bars: pd.DataFrame, rules: TradingRules, observation_di
     rows = session.loc[clock <= decision_time]
     balance = rules.engine.starting_balance
     flat = {f.name: 0.0 for f in account_fields(observation_dim)}
+    flat.update(account_balance=balance, account_drawdown_floor=balance - rules.engine.drawdown_limit)
     if phase_of(observation_dim) == 3:
-        flat.update(account_balance=balance, account_session_start_balance=balance,
-                    account_drawdown_floor=balance - rules.engine.drawdown_limit)
+        flat.update(account_session_start_balance=balance)
     example = pd.DataFrame({"timestamp": rows["timestamp"].map(lambda t: t.isoformat()).astype(object)})
     for column in BAR_INPUT_COLUMNS[1:]:
         example[column] = rows[column].to_numpy(dtype=np.float64)

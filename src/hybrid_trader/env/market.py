@@ -40,8 +40,8 @@ class MarketData:
     low: np.ndarray
     close: np.ndarray
     atr: np.ndarray  # ATR-14 in points at each bar's close
-    window_features: np.ndarray  # float32 (T, 11), scaled
-    context_features: np.ndarray  # float32 (T, 25), scaled
+    window_features: np.ndarray  # float32 (T, len(WINDOW_FEATURES)), scaled, in the registry's order
+    context_features: np.ndarray  # float32 (T, len(CONTEXT_FEATURES)), scaled, in the registry's order
     session_id: np.ndarray  # int (T,)
     session_last: np.ndarray  # int (T,): row of the session's last bar
     entry_allowed: np.ndarray  # bool (T,)
@@ -87,7 +87,8 @@ class MarketData:
         Args:
             bars: Clean bars (``timestamp``, ``session_date``, OHLC).
             features: Bar features of the same bars, same order (scaled for the
-                agent's view), with ``atr14`` in points and ``valid_for_trading``.
+                agent's view: the fitted scaler's output, which holds ``session_vol_ratio``),
+                with ``atr14`` in points and ``valid_for_trading``; read by the registry's names.
             contract: The traded contract.
             entry_start, entry_end: New York clock times between which (inclusive)
                 a decision may open a position.

@@ -12,10 +12,15 @@ import numpy as np
 
 from hybrid_trader.env.engine import TradingEngine
 from hybrid_trader.features.registry import (
-    OBSERVATION_NAMES, PHASE2_DIM, PHASE3_DIM, RTH_MINUTES, WINDOW_FEATURES, WINDOW_LENGTH,
+    ACCOUNT_FEATURES, CONTEXT_FEATURES, OBSERVATION_NAMES, PHASE2_DIM, PHASE3_DIM, POSITION_FEATURES, RTH_MINUTES,
+    STATE_FEATURES, WINDOW_FEATURES, WINDOW_LENGTH,
 )
 
 __all__ = ["ObservationBuilder", "observation_dim"]
+
+# build() writes the engine's columns one by one, in the registry's order.
+assert (len(POSITION_FEATURES), len(STATE_FEATURES), len(ACCOUNT_FEATURES)) == (5, 3, 7)
+assert STATE_FEATURES[2].name == "drawdown_buffer" and ACCOUNT_FEATURES[1].name == "realized_pnl_today"
 
 
 def observation_dim(phase: int) -> int:
@@ -53,20 +58,20 @@ class ObservationBuilder:
         obs[:, k + 2] = side * (close - engine.entry) / atr
         obs[:, k + 3] = side * (close - engine.stop) / atr
         obs[:, k + 4] = side * (engine.target - close) / atr
-        obs[:, k + 5] = engine.at_breakeven
-        obs[:, k + 6] = engine.trailing
-        obs[:, k + 7] = market.entry_allowed[t]
+        k += len(POSITION_FEATURES)
+        limit = engine.config.drawdown_limit
+        obs[:, k] = engine.at_breakeven
+        obs[:, k + 1] = engine.trailing
+        obs[:, k + 2] = (engine.equity - engine.floor) / limit
         if self.phase == 3:
-            k += 8
-            obs[:, k: k + 25] = market.context_features[t]
-            k += 25
-            limit = engine.config.drawdown_limit
+            k += len(STATE_FEATURES)
+            obs[:, k: k + len(CONTEXT_FEATURES)] = market.context_features[t]
+            k += len(CONTEXT_FEATURES)
             obs[:, k] = (engine.equity - engine.config.starting_balance) / limit
-            obs[:, k + 1] = (engine.equity - engine.floor) / limit
-            obs[:, k + 2] = engine.realized_today / limit
-            obs[:, k + 3] = np.minimum(engine.consecutive_losses / 5.0, 1.0)
-            obs[:, k + 4] = engine.recent_win_rate()
-            obs[:, k + 5] = in_position * engine.mae / atr
-            obs[:, k + 6] = in_position * engine.mfe / atr
-            obs[:, k + 7] = engine.trades_today / 10.0
+            obs[:, k + 1] = engine.realized_today / limit
+            obs[:, k + 2] = np.minimum(engine.consecutive_losses / 5.0, 1.0)
+            obs[:, k + 3] = engine.recent_win_rate()
+            obs[:, k + 4] = in_position * engine.mae / atr
+            obs[:, k + 5] = in_position * engine.mfe / atr
+            obs[:, k + 6] = engine.trades_today / 10.0
         return obs

@@ -2,10 +2,12 @@
 
 :func:`compute_bar_features` returns one row per bar with every feature of
 :data:`~hybrid_trader.features.registry.BAR_FEATURES` (the meanings there are
-the definitions), ``atr14`` in points (for the engine's stops; not an
-observation), and ``valid_for_trading``. Warm-up rows, where a feature or any
-bar of its 20-bar observation window is still undefined, are NaN and marked
-invalid; they are never back-filled.
+the definitions) except the train-profile ones, ``atr14`` in points (for the
+engine's stops; not an observation), the inputs of the train-profile features
+(:data:`PROFILE_INPUTS`; the fitted scaler turns them into
+``session_vol_ratio``), and ``valid_for_trading``. Warm-up rows, where a
+feature or any bar of its 20-bar observation window is still undefined, are NaN
+and marked invalid; they are never back-filled.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ import pandas as pd
 from hybrid_trader.features import indicators as ind
 from hybrid_trader.features.registry import BAR_FEATURES, RTH_MINUTES, WINDOW_FEATURES, WINDOW_LENGTH
 
-__all__ = ["SessionPanel", "compute_bar_features", "FEATURE_LOOKBACK_SESSIONS", "FEATURE_NAMES"]
+__all__ = ["SessionPanel", "compute_bar_features", "FEATURE_LOOKBACK_SESSIONS", "FEATURE_NAMES", "PROFILE_INPUTS"]
 
-FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in BAR_FEATURES)
+# The features computed here; the train-profile ones need statistics across train days (scaling.py).
+FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in BAR_FEATURES if not f.train_profile)
+# Per bar: minutes since the session's first bar, and the sum of squared 1-bar log returns of the
+# session through this bar (0 at its first bar, which has no return). Not observations.
+PROFILE_INPUTS: tuple[str, ...] = ("session_minute", "session_sum_r2")
 # Every window restarts at each session's first bar: no feature looks into an earlier day.
 FEATURE_LOOKBACK_SESSIONS = 0
 
@@ -53,7 +59,8 @@ def compute_bar_features(bars: pd.DataFrame, sessions: pd.DataFrame) -> pd.DataF
 
     Returns:
         ``timestamp``, ``session_date``, the features named in :data:`FEATURE_NAMES`,
-        ``atr14`` (points) and ``valid_for_trading``, one row per bar, in order.
+        ``atr14`` (points), :data:`PROFILE_INPUTS` and ``valid_for_trading``, one row per bar,
+        in order.
     """
     bars = bars.reset_index(drop=True)
     panel = SessionPanel(bars["session_date"])
@@ -71,13 +78,17 @@ def compute_bar_features(bars: pd.DataFrame, sessions: pd.DataFrame) -> pd.DataF
     high10, low10 = h.rolling(10).max(), l.rolling(10).min()
     high10_before, low10_before = high10.shift(10), low10.shift(10)
     prior_high20, prior_low20 = h.rolling(20).max().shift(1), l.rolling(20).min().shift(1)
+    log_return = ind.log_change(c, 1)
+    first_open = o.iloc[0]
+    # The path from the session's first open: its first bar's open-to-close leg, then close to close.
+    path = (c - c.shift(1)).abs().fillna(0.0).cumsum() + (c.iloc[0] - first_open).abs()
 
     def flag(condition: pd.DataFrame, *inputs: pd.DataFrame) -> pd.DataFrame:
         defined = np.logical_and.reduce([x.notna() for x in inputs])
         return condition.astype(float).where(defined)
 
     wide_features: dict[str, pd.DataFrame] = {
-        "log_return": ind.log_change(c, 1),
+        "log_return": log_return,
         "rel_volume": rel_volume,
         "close_vs_sma5": c / sma5 - 1.0,
         "close_vs_sma20": c / sma20 - 1.0,
@@ -117,7 +128,8 @@ def compute_bar_features(bars: pd.DataFrame, sessions: pd.DataFrame) -> pd.DataF
         "breakout": flag(c > prior_high20, prior_high20),
         "breakdown": flag(c < prior_low20, prior_low20),
         "bar_range_atr": (h - l) / atr14,
-        "session_move_atr": (c - o.iloc[0]) / atr14,
+        "session_move_atr": (c - first_open) / atr14,
+        "session_efficiency": ((c - first_open).abs() / path).mask(path == 0),
     }
     out = pd.DataFrame({"timestamp": bars["timestamp"], "session_date": bars["session_date"]})
     for name, wide in wide_features.items():
@@ -125,10 +137,14 @@ def compute_bar_features(bars: pd.DataFrame, sessions: pd.DataFrame) -> pd.DataF
     out = out.join(_time_features(bars, sessions))
     out = out[["timestamp", "session_date", *FEATURE_NAMES]]
     out["atr14"] = panel.long(atr14)
+    since_first = bars["timestamp"] - bars.groupby("session_date", sort=False)["timestamp"].transform("first")
+    out["session_minute"] = (since_first.dt.total_seconds() // 60).astype(np.int64).to_numpy()
+    out["session_sum_r2"] = panel.long((log_return ** 2).fillna(0.0).cumsum())
 
     # Valid when every feature is defined now and the window's features on each of its 20 bars.
+    # session_vol_ratio (computed by the fitted scaler) is defined wherever log_return is.
     window_defined = pd.DataFrame(np.logical_and.reduce(
-        [panel.wide(out[f.name].notna()).to_numpy() == 1.0 for f in WINDOW_FEATURES]
+        [panel.wide(out[f.name].notna()).to_numpy() == 1.0 for f in WINDOW_FEATURES if not f.train_profile]
     ).astype(float))
     window_ok = window_defined.rolling(WINDOW_LENGTH, min_periods=WINDOW_LENGTH).min() == 1.0
     out["valid_for_trading"] = panel.long(window_ok).astype(bool) & out[list(FEATURE_NAMES)].notna().all(axis=1)
@@ -146,7 +162,6 @@ def _time_features(bars: pd.DataFrame, sessions: pd.DataFrame) -> pd.DataFrame:
     last_bar = day.map(table["last_bar"])
     return pd.DataFrame(
         {
-            "time_of_day": (ts.dt.hour * 60 + ts.dt.minute).to_numpy() / 1440.0,
             "minutes_since_open": (ts - rth_open).dt.total_seconds().to_numpy() / 60.0 / RTH_MINUTES,
             "minutes_to_flat": (last_bar - ts).dt.total_seconds().to_numpy() / 60.0 / RTH_MINUTES,
         },

@@ -13,12 +13,17 @@ group                 count  columns
 window                  220  11 bar features x the last 20 closed bars,
                              named ``<feature>_t-19 ... <feature>_t0``
 position                  5  the open position
-state                     3  stop and entry flags
-context                  25  market context at the last closed bar
-account                   8  account and risk state
+state                     3  stop flags and the drawdown buffer
+context                  26  market and session context at the last
+                             closed bar, and the time to the flat deadline
+account                   7  account and risk state
 ====================  =====  ==========================================
 
-No column is a raw price level, an absolute time or a row index.
+No column is a raw price level, an absolute time or a row index, and no two
+columns carry the same number (a New York clock time would repeat
+``minutes_since_open`` up to a constant). Whether new entries are allowed is
+not a column: the action mask gives it to the policy, and
+``minutes_since_open`` to the value function.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ __all__ = [
     "WINDOW_FEATURES",
     "CONTEXT_FEATURES",
     "POSITION_FEATURES",
-    "STATE_FLAGS",
+    "STATE_FEATURES",
+    "PROFILE_FEATURES",
     "ACCOUNT_FEATURES",
     "BAR_FEATURES",
     "OBSERVATION_COLUMNS",
@@ -57,11 +63,15 @@ class Feature:
 
     ``scaled``: whether the train-fitted robust scaler applies (binary flags
     and already-bounded engine quantities are left as they are).
+    ``train_profile``: computed by the fitted scaler from a profile fitted on
+    train days (:mod:`hybrid_trader.features.scaling`), not by
+    :func:`~hybrid_trader.features.bar_features.compute_bar_features`.
     """
 
     name: str
     meaning: str
     scaled: bool = True
+    train_profile: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,7 +86,7 @@ class ObservationColumn:
     lag: int | None = None  # bars back from the last closed bar (window columns)
 
 
-# 8 market features + 3 time features per bar, repeated over the window.
+# 8 market features + 3 session features per bar, repeated over the window.
 WINDOW_FEATURES: tuple[Feature, ...] = (
     Feature("log_return", "1-bar log return of the close (first bar of a session: undefined)"),
     Feature("rel_volume", "volume over its mean of the last 20 bars of the session"),
@@ -86,9 +96,13 @@ WINDOW_FEATURES: tuple[Feature, ...] = (
     Feature("macd_atr", "MACD line (EMA-12 - EMA-26 of the close) / ATR-14"),
     Feature("momentum10", "log(close / close 10 bars earlier)"),
     Feature("atr14_rel", "ATR-14 (Wilder) / close"),
-    Feature("time_of_day", "minutes since midnight New York time / 1440"),
     Feature("minutes_since_open", "minutes since the 09:30 cash open / 390 (negative before it)"),
-    Feature("minutes_to_flat", "minutes until the session's flat deadline (last bar) / 390"),
+    Feature("session_move_atr", "(close - the session's first open) / ATR-14"),
+    Feature("session_vol_ratio",
+            "sqrt(sum of squared 1-bar log returns since the session's first bar / the same sum of the "
+            "train profile), the profile being the mean squared 1-bar log return at each minute since the "
+            "session's first bar over the train days' bars: the session's volatility so far relative to "
+            "its usual level by that time of day (first bar of a session: undefined)", train_profile=True),
 )
 
 POSITION_FEATURES: tuple[Feature, ...] = (
@@ -99,10 +113,10 @@ POSITION_FEATURES: tuple[Feature, ...] = (
     Feature("target_distance_atr", "(target - close) x side / ATR-14 (0 when flat)", scaled=False),
 )
 
-STATE_FLAGS: tuple[Feature, ...] = (
+STATE_FEATURES: tuple[Feature, ...] = (
     Feature("stop_at_breakeven", "1 if the stop has been moved to the entry price", scaled=False),
     Feature("trailing_stop_active", "1 if the trailing stop is on", scaled=False),
-    Feature("entry_window_open", "1 if new entries are allowed at this bar's time", scaled=False),
+    Feature("drawdown_buffer", "(equity - trailing drawdown floor) / drawdown limit", scaled=False),
 )
 
 CONTEXT_FEATURES: tuple[Feature, ...] = (
@@ -130,12 +144,15 @@ CONTEXT_FEATURES: tuple[Feature, ...] = (
     Feature("breakout", "1 if close exceeds the highest high of the previous 20 bars", scaled=False),
     Feature("breakdown", "1 if close is below the lowest low of the previous 20 bars", scaled=False),
     Feature("bar_range_atr", "(high - low) / ATR-14 of the last bar"),
-    Feature("session_move_atr", "(close - the session's first open) / ATR-14"),
+    Feature("session_efficiency",
+            "|close - the session's first open| / the path length since it (|first close - first open| + "
+            "sum of |1-bar close changes| since the session's first bar), 0-1: 1 for a one-way session, near 0 "
+            "for one that went nowhere (undefined while the path is 0)"),
+    Feature("minutes_to_flat", "minutes until the session's flat deadline (last bar) / 390"),
 )
 
 ACCOUNT_FEATURES: tuple[Feature, ...] = (
     Feature("equity_change_today", "equity now minus at the session start, incl. unrealized, / drawdown limit", scaled=False),
-    Feature("drawdown_buffer", "(equity - trailing drawdown floor) / drawdown limit", scaled=False),
     Feature("realized_pnl_today", "realized P&L of the session net of costs / drawdown limit", scaled=False),
     Feature("consecutive_losses", "losing trades in a row / 5, capped at 1", scaled=False),
     Feature("recent_win_rate", "winning share of the last 10 closed trades (0.5 before any)", scaled=False),
@@ -144,8 +161,10 @@ ACCOUNT_FEATURES: tuple[Feature, ...] = (
     Feature("trades_today", "trades entered this session / 10", scaled=False),
 )
 
-# Bar-level features computed by the feature_engineering pipeline.
+# Bar-level features: computed by the feature_engineering pipeline, except the train-profile ones,
+# which the scaler fitted on train days computes (they need statistics across sessions).
 BAR_FEATURES: tuple[Feature, ...] = WINDOW_FEATURES + CONTEXT_FEATURES
+PROFILE_FEATURES: tuple[str, ...] = tuple(f.name for f in BAR_FEATURES if f.train_profile)
 
 
 def _build_columns() -> tuple[ObservationColumn, ...]:
@@ -159,7 +178,7 @@ def _build_columns() -> tuple[ObservationColumn, ...]:
             add(f"{feature.name}_t-{lag}" if lag else f"{feature.name}_t0", "window",
                 f"{feature.meaning}, {lag} bar(s) before the last closed bar" if lag else
                 f"{feature.meaning}, last closed bar", feature.name, lag)
-    for group, features in (("position", POSITION_FEATURES), ("state", STATE_FLAGS),
+    for group, features in (("position", POSITION_FEATURES), ("state", STATE_FEATURES),
                             ("context", CONTEXT_FEATURES), ("account", ACCOUNT_FEATURES)):
         for feature in features:
             add(feature.name, group, feature.meaning, feature.name, 0 if group == "context" else None)
@@ -173,6 +192,10 @@ PHASE2_DIM = sum(1 for c in OBSERVATION_COLUMNS if c.group in ("window", "positi
 
 assert PHASE3_DIM == 261 and PHASE2_DIM == 228, (PHASE3_DIM, PHASE2_DIM)
 assert len(set(OBSERVATION_NAMES)) == PHASE3_DIM, "observation names must be unique"
+assert [c.group for c in OBSERVATION_COLUMNS] == (
+    ["window"] * len(WINDOW_FEATURES) * WINDOW_LENGTH + ["position"] * len(POSITION_FEATURES)
+    + ["state"] * len(STATE_FEATURES) + ["context"] * len(CONTEXT_FEATURES) + ["account"] * len(ACCOUNT_FEATURES)
+), "Phase 2 is window, position, state; Phase 3 appends context and account"
 assert all(c.group in ("window", "position", "state") for c in OBSERVATION_COLUMNS[:PHASE2_DIM])
 
 

@@ -44,16 +44,17 @@ def summarize_split(day_splits: pd.DataFrame, synthetic_day_regimes: pd.DataFram
 def fit_feature_scaler(
     bar_features: pd.DataFrame, day_splits: pd.DataFrame, scaling_params: dict[str, Any]
 ) -> dict[str, Any]:
-    """Fit the robust scaler on train days' bars that are valid for trading, and nothing else."""
+    """Fit the scaler on train days' bars, and nothing else: the volatility profile on all of them,
+    the robust statistics on those valid for trading."""
     train_days = day_splits.loc[day_splits["split"] == "train", "session_date"]
-    rows = bar_features.loc[bar_features["session_date"].isin(train_days) & bar_features["valid_for_trading"]]
+    rows = bar_features.loc[bar_features["session_date"].isin(train_days)]
     scaler = FeatureScaler.fit(rows, clip=scaling_params["clip"], fitted_on={"train_days": int(len(train_days))})
     return scaler.to_dict()
 
 
 def scale_features(bar_features: pd.DataFrame, day_splits: pd.DataFrame,
                    feature_scaler: dict[str, Any]) -> pd.DataFrame:
-    """Apply the train-fitted scaler to every split; add each bar's ``split``."""
+    """Apply the train-fitted scaler to every split (computing ``session_vol_ratio``); add each bar's ``split``."""
     scaled = FeatureScaler.from_dict(feature_scaler).transform(bar_features)
     split_of_day = day_splits.set_index("session_date")["split"]
     scaled.insert(2, "split", scaled["session_date"].map(split_of_day).to_numpy())

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from hybrid_trader.features.bar_features import compute_bar_features
+from hybrid_trader.features.bar_features import FEATURE_NAMES, compute_bar_features
 from hybrid_trader.features.registry import OBSERVATION_COLUMNS, PHASE2_DIM, PHASE3_DIM
 
 logger = logging.getLogger(__name__)
@@ -18,7 +18,7 @@ def compute_features(clean_bars: pd.DataFrame, trading_sessions: pd.DataFrame) -
     """Every per-bar feature of the registry, computed causally per session."""
     features = compute_bar_features(clean_bars, trading_sessions)
     logger.info("Computed %d features for %d bars; %.1f%% of bars valid for trading (after warm-up)",
-                features.shape[1] - 4, len(features), 100 * features["valid_for_trading"].mean())
+                len(FEATURE_NAMES), len(features), 100 * features["valid_for_trading"].mean())
     return features
 
 
