@@ -22,7 +22,7 @@ H, B, S = Action.HOLD, Action.BUY, Action.SELL
 BE, ON, OFF = Action.MOVE_SL_TO_BREAKEVEN, Action.ENABLE_TRAILING_STOP, Action.DISABLE_TRAILING_STOP
 X = Action.EXIT
 START = 50_000.0
-FULL = EngineConfig(episode_mode="full_session")
+FULL = EngineConfig(episode_mode="full_session", exit_action=True)
 
 
 @pytest.fixture(autouse=True)

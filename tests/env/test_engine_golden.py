@@ -18,7 +18,7 @@ START = 50_000.0
 
 
 def run(market, actions, config=None, start=0):
-    engine = TradingEngine(market, config or EngineConfig(episode_mode="full_session"), n_envs=1)
+    engine = TradingEngine(market, config or EngineConfig(episode_mode="full_session", exit_action=True), n_envs=1)
     engine.reset(starts=np.array([start]))
     results = []
     for action in actions:
@@ -269,7 +269,7 @@ def test_masks_are_exact():
     closes[1] = 20_010.0
     allowed = np.array([True, False, True, True, True, True, False, False])
     market = make_market(opens, closes=closes, entry_allowed=allowed)
-    engine = TradingEngine(market, EngineConfig(episode_mode="full_session"), 1)
+    engine = TradingEngine(market, EngineConfig(episode_mode="full_session", exit_action=True), 1)
     engine.reset(starts=np.array([0]))
     assert engine.action_masks()[0].tolist() == [True, True, True, False, False, False, False]
     engine.step(np.array([B]))  # long from 20000.25, close 20010: in profit
@@ -485,7 +485,7 @@ def test_exit_masks_are_exact_and_follow_the_switch():
         # In a position at the entry price: no break-even, trailing may be enabled; EXIT by the switch.
         assert engine.action_masks()[0].tolist() == [True, False, False, False, True, False, in_position]
     # Flat, or with the switch off, EXIT is an invalid action: counted and played as HOLD.
-    engine = TradingEngine(make_market(opens), EngineConfig(episode_mode="full_session"), 1)
+    engine = TradingEngine(make_market(opens), EngineConfig(episode_mode="full_session", exit_action=True), 1)
     engine.reset(starts=np.array([0]))
     assert engine.step(np.array([X])).invalid_action[0] and engine.fills[0] == 0
     engine = TradingEngine(make_market(opens), EngineConfig(episode_mode="full_session", exit_action=False), 1)

@@ -15,7 +15,7 @@ def test_configured_environment_parameters_are_valid():
     assert (config.drawdown_limit, config.stop_atr_multiple, config.episode_mode) == (2500.0, 2.0, "random_start")
     assert config.threshold_lock_offset == 100.0  # Apex 50K: the threshold stops trailing at $50,100
     assert engine_config(_environment_params(), episode_mode="full_session").episode_mode == "full_session"
-    assert config.exit_action is True and engine_config(_environment_params(), exit_action=False).exit_action is False
+    assert config.exit_action is False and engine_config(_environment_params(), exit_action=True).exit_action is True
     with pytest.raises(TypeError):
         engine_config({"engine": {"stop_atr": 2}})
 

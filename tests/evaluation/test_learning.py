@@ -67,9 +67,11 @@ def test_capture_rejects_an_oracle_missing_sessions():
         learning_figures(agent, steps, np.zeros(1, dtype=int), oracle)
 
 
-def test_oracle_enters_on_its_side_and_holds_without_one(synthetic_market):
+@pytest.mark.parametrize("exit_action", [True, False])
+def test_oracle_enters_on_its_side_and_holds_without_one(synthetic_market, exit_action):
     environment = OmegaConf.to_container(OmegaConf.load(PROJECT_ROOT / "conf/base/parameters.yml"))["environment"]
-    env = make_vec_env(synthetic_market, environment, n_envs=1, phase=2, episode_mode="full_session")
+    env = make_vec_env(synthetic_market, environment, n_envs=1, phase=2, episode_mode="full_session",
+                       exit_action=exit_action)
     env.reset()
     directions = np.zeros(synthetic_market.n_bars, dtype=np.int64)
     policy = oracle_policy(env, directions)
@@ -82,8 +84,7 @@ def test_oracle_enters_on_its_side_and_holds_without_one(synthetic_market):
     env.step(np.array([SELL]))
     assert env.engine.side[0] == -1
     assert policy(None, env.action_masks()).tolist() == [HOLD]  # on its side: hold
-    if hasattr(Action, "EXIT"):
-        directions[:] = 1
-        assert policy(None, env.action_masks()).tolist() == [int(Action.EXIT)]  # against its side: exit
+    directions[:] = 1  # against its side: exit where the engine offers it, else hold
+    assert policy(None, env.action_masks()).tolist() == [int(Action.EXIT) if exit_action else HOLD]
     with pytest.raises(ValueError, match="oracle directions"):
         oracle_policy(env, directions[:-1])

@@ -102,7 +102,7 @@ class EngineConfig:
     breach_penalty: float = 1.0
     max_episode_steps: int = 300
     episode_mode: str = "random_start"
-    exit_action: bool = True
+    exit_action: bool = False
 
     def __post_init__(self) -> None:
         if self.contracts < 1:

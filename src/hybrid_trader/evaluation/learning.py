@@ -39,11 +39,11 @@ from hybrid_trader.env.factory import split_days
 from hybrid_trader.market_data.synthetic import PlantedEdge, oracle_directions
 
 __all__ = ["oracle_policy", "split_directions", "learning_figures", "learning_report", "learning_markdown",
-           "planted_frames",
+           "planted_frames", "phase2_learning_run",
            "BOOTSTRAP_DRAWS"]
 
 BOOTSTRAP_DRAWS = 2000
-_EXIT = getattr(Action, "EXIT", None)
+_EXIT = int(Action.EXIT)
 
 
 def split_directions(clean_bars: pd.DataFrame, model_input_features: pd.DataFrame, split: str,
@@ -68,9 +68,8 @@ def oracle_policy(env: Any, directions: np.ndarray) -> Policy:
         enter = np.where(side > 0, int(Action.BUY), int(Action.SELL))
         can_enter = (held == 0) & (side != 0) & masks[np.arange(len(masks)), enter]
         actions[can_enter] = enter[can_enter]
-        if _EXIT is not None:
-            against = (held != 0) & (side * held < 0) & masks[:, int(_EXIT)]
-            actions[against] = int(_EXIT)
+        against = (held != 0) & (side * held < 0) & masks[:, _EXIT]
+        actions[against] = _EXIT
         return actions
 
     return act
@@ -214,11 +213,11 @@ def learning_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def planted_frames(edge: PlantedEdge, n_days: int, test_days: int, seed: int = 7,
+def planted_frames(edge: PlantedEdge | None, n_days: int, test_days: int, seed: int = 7,
                    start_date: str = "2024-01-02") -> tuple[pd.DataFrame, pd.DataFrame]:
     """A small planted market ready for training, as the pipeline would prepare it.
 
-    The synthetic market with ``edge`` is ingested, its features computed, the last
+    The synthetic market with ``edge`` (``None``: the default, unplanted market) is ingested, its features computed, the last
     ``test_days`` sessions held out as ``test`` and the others made ``train``; the scaler is
     fitted on the train days only.
 
@@ -242,3 +241,47 @@ def planted_frames(edge: PlantedEdge, n_days: int, test_days: int, seed: int = 7
     day_splits.loc[len(days) - test_days:, "split"] = "test"
     scaler = fit_feature_scaler(features, day_splits, {"clip": 5.0})  # the pipeline's own fit: train days only
     return result.bars, scale_features(features, day_splits, scaler)
+
+
+def phase2_learning_run(edge: PlantedEdge | None, ppo_params: dict[str, Any], environment_params: dict[str, Any],
+                        work_dir: Any, *, sessions: int = 110, held_out: int = 50,
+                        market_seed: int = 3) -> dict[str, Any]:
+    """Train Phase 2 on a small synthetic market's train days and backtest it on the held-out days.
+
+    The market is :func:`planted_frames` (``edge`` ``None``: the default, unplanted market);
+    training uses ``ppo_params`` (a :class:`hybrid_trader.agents.phase2.PPOConfig`'s fields)
+    without evaluation or checkpoints; the final policy is backtested.
+
+    Returns:
+        ``episodes`` (the held-out backtest, one row per session), ``steps`` (its trace) and,
+        on a planted market, ``figures`` (:func:`learning_figures` against the oracle; ``None``
+        otherwise) and ``oracle`` (the oracle's backtest, ``None`` on the control).
+    """
+    import torch
+
+    from hybrid_trader.agents.backtest import run_backtest, sb3_policy
+    from hybrid_trader.agents.phase2 import PPOConfig, train_phase2
+    from hybrid_trader.env.factory import make_vec_env, market_for_split
+    from hybrid_trader.markets import CONTRACTS
+
+    config = PPOConfig(**{**ppo_params, "eval_every_steps": 10 * ppo_params["total_timesteps"],
+                          "checkpoint_every_steps": 10 * ppo_params["total_timesteps"]})
+    torch.set_num_threads(config.torch_threads)
+    bars, features = planted_frames(edge, sessions, held_out, seed=market_seed)
+    train, test = (market_for_split(bars, features, CONTRACTS["NQ"], environment_params, split)
+                   for split in ("train", "test"))
+
+    def backtest_env():
+        return make_vec_env(test, environment_params, n_envs=1, phase=2, episode_mode="full_session")
+
+    train_env = make_vec_env(train, environment_params, n_envs=config.n_envs, phase=2, seed=config.seed)
+    model = train_phase2(config, train_env, backtest_env(), 1, work_dir, progress_bar=False).model
+    episodes, steps = run_backtest(backtest_env(), sb3_policy(model), trace=True)
+    result: dict[str, Any] = {"episodes": episodes, "steps": steps, "figures": None, "oracle": None}
+    if edge is not None:
+        directions = split_directions(bars, features, "test", edge)
+        if edge.kind != "none":
+            env = backtest_env()
+            result["oracle"] = run_backtest(env, oracle_policy(env, directions))
+        result["figures"] = learning_figures(episodes, steps, directions, result["oracle"])
+    return result

@@ -1,0 +1,38 @@
+"""The learning machinery's proof: Phase 2 recovers a planted edge, and finds none in the control.
+
+Each test builds a small planted market (110 sessions, the last 50 held out), trains
+Phase 2 with the default hyperparameters and environment (``conf/base``) for 57,344
+steps (about 30 s on one core) and backtests it on the held-out sessions against the
+oracle. Bounds are session-bootstrap 5th percentiles, not point values.
+"""
+
+from omegaconf import OmegaConf
+
+from hybrid_trader.evaluation.learning import phase2_learning_run
+from hybrid_trader.market_data.synthetic import PlantedEdge
+from tests.conftest import PROJECT_ROOT
+
+HELD_OUT, STEPS = 50, 57_344
+
+
+def learn(edge: PlantedEdge, work_dir) -> dict:
+    base = PROJECT_ROOT / "conf/base"
+    environment = OmegaConf.to_container(OmegaConf.load(base / "parameters.yml"))["environment"]
+    ppo = OmegaConf.to_container(OmegaConf.load(base / "parameters_phase2.yml"))["phase2"]["ppo"]
+    return phase2_learning_run(edge, {**ppo, "total_timesteps": STEPS}, environment, work_dir,
+                               held_out=HELD_OUT)["figures"]
+
+
+def test_phase2_recovers_a_planted_time_of_day_drift(tmp_path):
+    figures = learn(PlantedEdge("time_of_day", points_per_minute=1.0), tmp_path)
+    assert figures["sessions"] == HELD_OUT and figures["entries_with_oracle_side"] >= 100
+    assert figures["oracle_net_pnl"] > 0
+    assert figures["oracle_capture_lower95"] >= 0.5, figures
+    assert figures["direction_agreement_lower95"] >= 0.8, figures
+
+
+def test_phase2_finds_no_edge_in_the_control(tmp_path):
+    figures = learn(PlantedEdge("none"), tmp_path)
+    assert figures["sessions"] == HELD_OUT
+    assert not figures["significantly_positive"], figures
+    assert figures["p_value_positive"] >= 0.05
