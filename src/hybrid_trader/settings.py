@@ -6,6 +6,7 @@ CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
-    # An environment (test, full, local) overrides single parameters, not whole sections.
-    "merge_strategy": {"parameters": "soft"},
+    # An environment (test, full, planted, local) overrides single parameters and MLflow settings,
+    # not whole sections.
+    "merge_strategy": {"parameters": "soft", "mlflow": "soft"},
 }

@@ -94,6 +94,7 @@ def test_earlier_runs_sharpe_ratios_are_found_in_mlflow(tmp_path):
             mlflow.log_metrics({"backtest_mlflow_metrics.test_1x/hybrid/sharpe_daily": 0.3,
                                 "backtest_mlflow_metrics.test_1x/phase2/sharpe_daily": -0.1,
                                 "backtest_mlflow_metrics.test_2x/hybrid/sharpe_daily": 0.2,
+                                "backtest_mlflow_metrics.test_1x/oracle/sharpe_daily": 5.0,  # not a trial
                                 "backtest_mlflow_metrics.test_1x/hybrid/net_pnl": 100.0})
         with mlflow.start_run():
             mlflow.log_metric("backtest_mlflow_metrics.test_1x/flat/sharpe_daily", 0.9)  # this run: not earlier
@@ -101,3 +102,18 @@ def test_earlier_runs_sharpe_ratios_are_found_in_mlflow(tmp_path):
         assert earlier_trial_sharpes() == []  # no active run
     finally:
         mlflow.set_tracking_uri(previous)
+
+
+def test_deflated_sharpe_counts_every_agent_but_the_oracle_as_a_trial():
+    from hybrid_trader.evaluation.backtests import add_deflated_sharpe
+    from hybrid_trader.evaluation.metrics import deflated_sharpe_ratio
+
+    rng = np.random.default_rng(0)
+    results = [{"agent": agent, "split": "test", "cost_multiple": 1.0, "daily_returns": list(returns),
+                "sharpe_daily": float(returns.mean() / returns.std(ddof=1))}
+               for agent, returns in (("phase2", rng.normal(0.001, 0.01, 50)), ("flat", rng.normal(0, 0.01, 50)),
+                                      ("oracle", rng.normal(0.05, 0.01, 50)))]
+    add_deflated_sharpe(results, earlier_trials=[0.2])
+    trials = [results[0]["sharpe_daily"], results[1]["sharpe_daily"], 0.2]
+    assert [r["dsr_trials"] for r in results] == [3, 3, 3]
+    assert results[0]["dsr"] == pytest.approx(deflated_sharpe_ratio(results[0]["daily_returns"], trials))

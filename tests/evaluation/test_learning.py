@@ -1,5 +1,6 @@
 """The learning figures, hand-computed, and the oracle agent's decisions."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -88,3 +89,31 @@ def test_oracle_enters_on_its_side_and_holds_without_one(synthetic_market, exit_
     assert policy(None, env.action_masks()).tolist() == [int(Action.EXIT) if exit_action else HOLD]
     with pytest.raises(ValueError, match="oracle directions"):
         oracle_policy(env, directions[:-1])
+
+
+def test_oracle_backtest_and_learning_report_through_the_pipeline_nodes():
+    """The oracle joins a planted market's backtests; the report's rows line up with the market's."""
+    from hybrid_trader.evaluation.backtests import BacktestSetup, run_agent
+    from hybrid_trader.evaluation.learning import planted_frames
+    from hybrid_trader.markets import CONTRACTS
+    from hybrid_trader.pipelines.evaluation.nodes import write_learning_report
+
+    edge = PlantedEdge("time_of_day", points_per_minute=3.0)
+    bars, features = planted_frames(edge, n_days=6, test_days=3, seed=4)
+    environment = OmegaConf.to_container(OmegaConf.load(PROJECT_ROOT / "conf/base/parameters.yml"))["environment"]
+    setup = BacktestSetup(bars, features, features, CONTRACTS["NQ"], environment, None, None, 1, edge)
+    runs = {agent: run_agent(agent, "test", 1.0, setup, None, None) for agent in ("oracle", "flat", "random")}
+    episodes = pd.concat([e.assign(agent=a, split="test", cost_multiple=1.0) for a, (e, _) in runs.items()])
+    steps = pd.concat([s.assign(agent=a, split="test", cost_multiple=1.0) for a, (_, s) in runs.items()])
+    report, markdown, metrics = write_learning_report(episodes, steps, bars, features,
+                                                      {"planted_edge": {"kind": "time_of_day",
+                                                                        "points_per_minute": 3.0}}, environment)
+    oracle, flat = report["splits"]["test"]["oracle"], report["splits"]["test"]["flat"]
+    # Every oracle entry is on its own side only if the directions and the market rows line up.
+    assert oracle["entries"] > 0 and oracle["direction_agreement"] == 1.0 and oracle["oracle_capture"] == 1.0
+    assert oracle["net_pnl"] > 0  # 3 points a minute is far above the costs
+    assert flat["entries"] == 0 and flat["oracle_capture"] == 0.0
+    assert report["exit_action"] is False and "EXIT action off" in markdown
+    assert metrics["test/oracle/oracle_capture"]["value"] == 1.0
+    with pytest.raises(ValueError, match="needs a planted market"):
+        run_agent("oracle", "test", 1.0, dataclasses.replace(setup, planted_edge=None), None, None)

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from hybrid_trader.features.bar_features import compute_bar_features
-from hybrid_trader.features.scaling import SCALED_FEATURES, FeatureScaler, session_vol_ratio
+from hybrid_trader.features.scaling import SCALED_FEATURES, FeatureScaler, fit_vol_profile, session_vol_ratio
 from hybrid_trader.pipelines.data_split.nodes import fit_feature_scaler, scale_features
 from tests.features.test_bar_features import hand_made_session
 
@@ -87,9 +87,18 @@ def test_scaler_ignores_warm_up_rows_and_rejects_bad_files():
     with pytest.raises(ValueError, match="lacks its vol_profile"):
         FeatureScaler.from_dict({**fitted, "vol_profile": []})
     # Only the valid rows: the profile would miss each session's first minutes.
-    with pytest.raises(ValueError, match=r"no bar at minute\(s\) \[1, 2, 3, 4, 5\]"):
+    with pytest.raises(ValueError, match=r"no bar at minute 1"):
         FeatureScaler.fit(features.loc[train_rows & ~warm_up])
     assert FeatureScaler.from_dict(fitted).to_dict() == fitted
+
+
+def test_profile_interpolates_a_minute_no_session_has():
+    """Every session before June 2021 halted 16:15-16:30: those minutes are bridged, not an error."""
+    rows = pd.DataFrame({"session_minute": [0, 1, 2, 4, 5, 0, 1, 2, 4],
+                         "log_return": [np.nan, 0.01, 0.02, 0.04, 0.01, np.nan, 0.03, 0.02, 0.02]})
+    profile = fit_vol_profile(rows)
+    p2, p4 = 0.02 ** 2, (0.04 ** 2 + 0.02 ** 2) / 2
+    assert profile == pytest.approx((0.0, (0.01 ** 2 + 0.03 ** 2) / 2, p2, (p2 + p4) / 2, p4, 0.01 ** 2))
 
 
 def test_session_vol_ratio_on_hand_made_sessions():

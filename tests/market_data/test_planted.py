@@ -56,6 +56,9 @@ def test_oracle_direction_of_time_of_day_is_the_next_minutes_drift():
     directions = oracle_directions(bars, PlantedEdge("time_of_day", 1.0, "12:45"))
     # A decision at the close of 09:29 fills at 09:30: the first up-minute; 12:44 -> 12:45 turns down.
     assert directions.tolist() == [0, 1, 1, -1, -1, 0, 0]
+    early_close = pd.DataFrame({"timestamp": _ny(["12:58", "12:59"], "2024-11-29"),
+                                "session_date": pd.Timestamp("2024-11-29"), "open": 1.0, "close": 1.0})
+    assert oracle_directions(early_close, PlantedEdge("time_of_day")).tolist() == [-1, 0]  # no bar after 12:59
 
 
 def test_oracle_direction_of_regime_is_the_sign_of_the_move_since_the_first_open():
@@ -63,7 +66,8 @@ def test_oracle_direction_of_regime_is_the_sign_of_the_move_since_the_first_open
                          "session_date": [pd.Timestamp("2024-03-05")] * 3 + [pd.Timestamp("2024-03-06")] * 3,
                          "open": [100.0, 101.0, 99.0, 50.0, 49.0, 51.0],
                          "close": [101.0, 99.0, 100.0, 49.0, 51.0, 49.5]})
-    assert oracle_directions(bars, PlantedEdge("regime")).tolist() == [1, -1, 0, -1, 1, -1]
+    # Each session's last bar: 0, nothing fills after it.
+    assert oracle_directions(bars, PlantedEdge("regime")).tolist() == [1, -1, 0, -1, 1, 0]
     assert oracle_directions(bars, PlantedEdge("none")).tolist() == [0] * 6
 
 

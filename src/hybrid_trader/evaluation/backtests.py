@@ -170,12 +170,14 @@ def backtest_metrics(episodes: pd.DataFrame, steps: pd.DataFrame, starting_balan
 def add_deflated_sharpe(results: list[dict[str, Any]], earlier_trials: list[float]) -> None:
     """Set each result's ``dsr`` and ``dsr_trials``: the deflated Sharpe ratio against every
     trial, i.e. the daily Sharpe ratios of this run's agents on the same split and costs, plus
-    ``earlier_trials`` (earlier runs' logged ones) for test days at 1x costs."""
+    ``earlier_trials`` (earlier runs' logged ones) for test days at 1x costs. A planted
+    market's oracle is not a trial (it was not searched for): it gets a DSR but is not counted."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for result in results:
         groups.setdefault((result["split"], result["cost_multiple"]), []).append(result)
     for (split, cost), members in groups.items():
-        trials = [m["sharpe_daily"] for m in members if math.isfinite(m["sharpe_daily"])]
+        trials = [m["sharpe_daily"] for m in members
+                  if math.isfinite(m["sharpe_daily"]) and m.get("agent") != "oracle"]
         if split == "test" and cost == 1:
             trials = trials + [t for t in earlier_trials if math.isfinite(t)]
         for member in members:

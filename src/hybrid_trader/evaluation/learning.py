@@ -149,21 +149,25 @@ def learning_figures(agent_episodes: pd.DataFrame, agent_steps: pd.DataFrame, di
 
 def learning_report(backtest_episodes: pd.DataFrame, backtest_steps: pd.DataFrame,
                     directions: Mapping[str, np.ndarray], edge: PlantedEdge | None,
-                    draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> dict[str, Any]:
-    """The learning report: :func:`learning_figures` of every agent but the oracle, per split at 1x costs.
+                    draws: int = BOOTSTRAP_DRAWS, seed: int = 0, exit_action: bool = False) -> dict[str, Any]:
+    """The learning report: :func:`learning_figures` of every agent, per split at 1x costs. The
+    oracle is listed too, as the reference (agreement and capture 1 by construction).
 
     Args:
         backtest_episodes, backtest_steps: The evaluation's backtests (``agent``, ``split``,
             ``cost_multiple`` columns).
         directions: The oracle's sides per split (see :func:`split_directions`).
         edge: The planted edge; ``None`` when the market is not planted (the report says so).
+        exit_action: Whether the engine offered EXIT (recorded: without it the oracle cannot
+            leave a position against its side, which lowers its P&L and so raises every capture).
     """
     if edge is None:
         return {"planted": None, "note": "the market is not planted: no edge is known, so there is no oracle",
                 "splits": {}}
     report: dict[str, Any] = {"planted": {"kind": edge.kind, "points_per_minute": edge.points_per_minute,
                                           "turn": edge.turn},
-                              "bootstrap_draws": draws, "control": edge.kind == "none", "splits": {}}
+                              "bootstrap_draws": draws, "control": edge.kind == "none",
+                              "exit_action": bool(exit_action), "splits": {}}
     at_cost = backtest_episodes[backtest_episodes["cost_multiple"] == 1.0]
     step_groups = dict(list(backtest_steps[backtest_steps["cost_multiple"] == 1.0].groupby(["agent", "split"])))
     for split, episodes in at_cost.groupby("split", sort=False):
@@ -194,6 +198,9 @@ def learning_markdown(report: dict[str, Any]) -> str:
     lines = ["# Learning report", "",
              f"Planted edge: `{edge['kind']}`, {edge['points_per_minute']} point(s) a minute"
              + (f", turning at {edge['turn']}" if edge["kind"] == "time_of_day" else "") + ".",
+             "EXIT action " + ("on: the oracle exits a position against its side." if report["exit_action"] else
+                               "off: the oracle, like every agent, leaves a position only by its stop, target "
+                               "or the flat deadline."),
              "Held-out sessions at 1x costs; ± is a standard error (session bootstrap for the ratios);",
              "lower95 is the bootstrap's 5th percentile. Definitions: docs/evaluation.md.", ""]
     for split, agents in report["splits"].items():

@@ -51,8 +51,9 @@ def comparison_markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def earlier_trial_sharpes(split: str = "test", cost_multiple: float = 1.0) -> list[float]:
-    """Daily Sharpe ratios logged by earlier runs of this experiment (every agent), for the
-    deflated Sharpe ratio; empty without an active MLflow run."""
+    """Daily Sharpe ratios logged by earlier runs of this experiment (every agent but a planted
+    market's oracle, which is not a trial), for the deflated Sharpe ratio; empty without an
+    active MLflow run."""
     run = mlflow.active_run()
     if run is None:
         return []
@@ -63,6 +64,6 @@ def earlier_trial_sharpes(split: str = "test", cost_multiple: float = 1.0) -> li
     # Logged as "<dataset name>.<split>_<cost>x/<agent>/sharpe_daily" (kedro-mlflow adds the prefix).
     part, suffix = f"{split}_{cost_multiple:g}x/", "/sharpe_daily"
     columns = [c for c in found.columns if c.startswith("metrics.") and c.endswith(suffix)
-               and c.removeprefix("metrics.").split(".")[-1].startswith(part)]
+               and c.removeprefix("metrics.").split(".")[-1].startswith(part) and "/oracle/" not in c]
     values = found[columns].to_numpy().ravel() if columns else []
     return [float(v) for v in values if pd.notna(v)]

@@ -41,9 +41,12 @@ VOL_RATIO = "session_vol_ratio"
 def fit_vol_profile(rows: pd.DataFrame) -> tuple[float, ...]:
     """``p[0..M]``: the mean squared ``log_return`` of ``rows`` at each ``session_minute`` (``p[0] = 0``).
 
+    A minute inside the session that no row has (e.g. the 16:15-16:30 halt that every
+    session had before June 2021) is interpolated linearly from its neighbours.
+
     Raises:
-        ValueError: a minute from 1 to the last one has no row with a return (the rows must be
-            every bar of the train sessions, warm-up included).
+        ValueError: minute 1 has no row with a return (the rows must be every bar of the
+            train sessions, warm-up included).
     """
     minute = rows["session_minute"].to_numpy(dtype=np.int64)
     r2 = rows["log_return"].to_numpy(dtype=float) ** 2
@@ -53,12 +56,13 @@ def fit_vol_profile(rows: pd.DataFrame) -> tuple[float, ...]:
     size = int(minute[defined].max()) + 1
     count = np.bincount(minute[defined], minlength=size)
     total = np.bincount(minute[defined], weights=r2[defined], minlength=size)
-    missing = np.flatnonzero(count[1:] == 0) + 1
-    if len(missing):
-        raise ValueError(f"the volatility profile has no bar at minute(s) {missing[:5].tolist()} since a "
-                         "session's first bar: fit it on every bar of the train sessions, warm-up included")
+    if count[1] == 0:
+        raise ValueError("the volatility profile has no bar at minute 1 since a session's first bar: fit it "
+                         "on every bar of the train sessions, warm-up included")
     profile = np.zeros(size)
-    profile[1:] = total[1:] / count[1:]
+    present = np.flatnonzero(count > 0)
+    present = present[present >= 1]
+    profile[1:] = np.interp(np.arange(1, size), present, total[present] / count[present])
     return tuple(float(v) for v in profile)
 
 

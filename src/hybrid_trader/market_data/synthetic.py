@@ -313,9 +313,12 @@ def oracle_directions(bars: pd.DataFrame, edge: PlantedEdge) -> np.ndarray:
     * ``time_of_day``: +1 when the next minute starts in [09:30, ``turn``), -1 in
       [``turn``, 16:00), else 0 (known from the clock alone);
     * ``regime``: the sign of the move since the session's first open,
-      ``close_t - open_first`` (the direction of the day's drift that the session so far
-      makes most likely: with symmetric noise, the sign of the observed drift);
+      ``close_t - open_first``: the day's drift shows in that move, so its sign is the
+      simple rule a trader would use (not the exact Bayes rule, which would weight each
+      minute's return by its inverse variance under the intraday volatility profile);
     * ``none``: 0 everywhere (no edge to take).
+
+    A session's last bar gets 0: nothing can be filled after it within the session.
 
     Args:
         bars: Clean bars in time order: ``timestamp`` (tz-aware), ``session_date``, ``open``, ``close``.
@@ -326,10 +329,14 @@ def oracle_directions(bars: pd.DataFrame, edge: PlantedEdge) -> np.ndarray:
     """
     if edge.kind == "none":
         return np.zeros(len(bars), dtype=np.int64)
+    session = bars["session_date"].to_numpy()
+    has_next_bar = np.append(session[1:] == session[:-1], False)
     if edge.kind == "time_of_day":
         local = pd.DatetimeIndex(bars["timestamp"]).tz_convert("America/New_York")
         next_minute = local.hour * 60 + local.minute + 1 - (8 * 60 + 30)
         in_rth = (next_minute >= _RTH_START) & (next_minute < _RTH_END)
-        return (np.where(next_minute < edge.turn_minute, 1, -1) * in_rth).astype(np.int64)
-    first_open = bars.groupby("session_date", sort=False)["open"].transform("first").to_numpy(dtype=float)
-    return np.sign(bars["close"].to_numpy(dtype=float) - first_open).astype(np.int64)
+        side = np.where(next_minute < edge.turn_minute, 1, -1) * in_rth
+    else:
+        first_open = bars.groupby("session_date", sort=False)["open"].transform("first").to_numpy(dtype=float)
+        side = np.sign(bars["close"].to_numpy(dtype=float) - first_open)
+    return (side * has_next_bar).astype(np.int64)

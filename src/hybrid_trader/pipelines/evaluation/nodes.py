@@ -101,8 +101,8 @@ def compute_backtest_metrics(
 
 
 def write_learning_report(backtest_episodes: pd.DataFrame, backtest_steps: pd.DataFrame, clean_bars: pd.DataFrame,
-                          model_input_features: pd.DataFrame,
-                          evaluation_params: dict[str, Any]) -> tuple[dict[str, Any], str, dict[str, Any]]:
+                          model_input_features: pd.DataFrame, evaluation_params: dict[str, Any],
+                          environment_params: dict[str, Any]) -> tuple[dict[str, Any], str, dict[str, Any]]:
     """Each learned agent against the planted edge's oracle (:mod:`hybrid_trader.evaluation.learning`),
     as JSON, Markdown and MLflow metrics (``<split>/<agent>/<figure>``); a report that says
     so when the market is not planted."""
@@ -110,7 +110,8 @@ def write_learning_report(backtest_episodes: pd.DataFrame, backtest_steps: pd.Da
     directions = {} if edge is None else {
         split: split_directions(clean_bars, model_input_features, split, edge)
         for split in backtest_episodes["split"].unique()}
-    report = learning_report(backtest_episodes, backtest_steps, directions, edge)
+    report = learning_report(backtest_episodes, backtest_steps, directions, edge,
+                             exit_action=environment_params["engine"].get("exit_action", False))
     names = ("direction_agreement", "direction_agreement_se", "oracle_capture", "oracle_capture_se",
              "mean_daily_pnl", "mean_daily_pnl_se", "p_value_positive")
     metrics = {f"{split}/{agent}/{name}": {"value": float(figures[name]), "step": 0}

@@ -34,7 +34,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 func=write_learning_report,
                 inputs=["backtest_episodes", "backtest_steps", "clean_bars", "model_input_features",
-                        "params:evaluation"],
+                        "params:evaluation", "params:environment"],
                 outputs=["learning_report", "learning_report_markdown", "learning_mlflow_metrics"],
                 name="write_learning_report",
             ),
