@@ -80,3 +80,13 @@ def test_oracle_direction_of_regime_is_the_sign_of_the_move_since_the_first_open
 def test_bad_planted_edges_are_rejected(params, message):
     with pytest.raises(ValueError, match=message):
         SyntheticMarketConfig(planted=params)
+
+
+def test_planted_markets_open_every_session_at_the_start_price():
+    bars = generate_synthetic_bars(SyntheticMarketConfig(n_days=60, seed=7, overnight_vol=0.004,
+                                                         planted={"kind": "time_of_day"}))
+    day = pd.DatetimeIndex(bars["timestamp"]).tz_convert("America/New_York").date
+    opens = bars.groupby(day)["open"].first()
+    assert opens.iloc[0] == 20_000.0
+    # The overnight gap only (sd 0.4%), never the accumulated moves of the earlier sessions.
+    assert (np.abs(np.log(opens / 20_000.0)) < 6 * 0.004).all()

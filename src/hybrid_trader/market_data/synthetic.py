@@ -35,7 +35,12 @@ edge of chosen strength is added, whose optimal direction is
 * ``none``: the no-edge control, the same market with no drift at all.
 
 Drifts are log returns of ``points_per_minute / start_price`` a minute, i.e.
-points at the starting price level.
+points at the starting price level. Planted markets are stationary: every
+session opens at the starting price plus its overnight gap instead of at the
+previous close, so the point scale, and with it the stop sizes and the reach
+of the dollar drawdown limit, is the same on the first session and the last
+(a random walk wanders by about 20% over a year and more than doubled in one
+420-session draw, until most test sessions breached even for the oracle).
 """
 
 from __future__ import annotations
@@ -250,7 +255,10 @@ def generate_synthetic_bars(config: SyntheticMarketConfig | None = None) -> pd.D
     gaps = rng.normal(0.0, cfg.overnight_vol, n_days)
     gaps[0] = 0.0
     day_close_move = np.array([log_move[d, valid[d]][-1] for d in range(n_days)])
-    day_open_log = np.log(cfg.start_price) + np.cumsum(gaps + np.concatenate([[0.0], day_close_move[:-1]]))
+    if planted is None:
+        day_open_log = np.log(cfg.start_price) + np.cumsum(gaps + np.concatenate([[0.0], day_close_move[:-1]]))
+    else:  # stationary: every session opens at the starting price plus its overnight gap
+        day_open_log = np.log(cfg.start_price) + gaps
 
     close_log = day_open_log[:, None] + log_move
     open_log = np.concatenate([day_open_log[:, None], close_log[:, :-1]], axis=1)
