@@ -3,6 +3,7 @@
     python -m tests.agents.interrupt_run <tracking_uri> <work_dir>
 """
 
+import signal
 import sys
 
 import mlflow
@@ -34,4 +35,7 @@ def main(tracking_uri: str, work_dir: str) -> None:
 
 
 if __name__ == "__main__":
+    # A process started in the background by a non-interactive shell inherits SIGINT ignored,
+    # and Python then keeps it ignored; restore Ctrl-C as an interactive run has it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     main(*sys.argv[1:3])
