@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from hybrid_trader.market_data.synthetic import (
-    PlantedEdge, SyntheticMarketConfig, generate_synthetic_bars, oracle_directions,
+    PlantedEdge, SyntheticMarketConfig, check_planted_labels, generate_synthetic_bars, oracle_directions,
 )
 
 
@@ -90,3 +90,24 @@ def test_planted_markets_open_every_session_at_the_start_price():
     assert opens.iloc[0] == 20_000.0
     # The overnight gap only (sd 0.4%), never the accumulated moves of the earlier sessions.
     assert (np.abs(np.log(opens / 20_000.0)) < 6 * 0.004).all()
+
+
+@pytest.mark.parametrize("edge, labels, message", [
+    (PlantedEdge("regime"), ["planted_time_of_day"], "kind is 'regime' but the data holds time_of_day"),
+    (PlantedEdge("time_of_day"), ["trending_up", "ranging"], "holds no planted edge"),
+    (PlantedEdge("none"), ["planted_up", "planted_down"], "holds regime"),
+    (None, ["no_edge"], "planted none edge but evaluation.planted_edge is null"),
+])
+def test_an_edge_that_the_data_was_not_generated_with_is_refused(edge, labels, message):
+    with pytest.raises(ValueError, match=message):
+        check_planted_labels(edge, pd.Series(labels))
+
+
+@pytest.mark.parametrize("edge, labels", [
+    (PlantedEdge("regime"), ["planted_up", "planted_down"]),
+    (PlantedEdge("time_of_day"), ["planted_time_of_day"]),
+    (None, ["trending_up", "volatile"]),
+    (None, []),  # a user's file: no hidden labels
+])
+def test_an_edge_that_matches_the_data_passes(edge, labels):
+    check_planted_labels(edge, pd.Series(labels, dtype=str))

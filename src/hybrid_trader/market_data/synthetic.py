@@ -53,11 +53,14 @@ import pandas as pd
 
 from hybrid_trader.market_data.calendar import expected_bar_times, trading_sessions
 
-__all__ = ["REGIMES", "PLANTED_KINDS", "PlantedEdge", "RegimeDynamics", "SyntheticMarketConfig",
-           "generate_synthetic_bars", "oracle_directions"]
+__all__ = ["REGIMES", "PLANTED_KINDS", "PLANTED_LABELS", "PlantedEdge", "RegimeDynamics", "SyntheticMarketConfig",
+           "check_planted_labels", "generate_synthetic_bars", "oracle_directions"]
 
 REGIMES = ("trending_up", "trending_down", "ranging", "volatile")
 PLANTED_KINDS = ("none", "time_of_day", "regime")
+# The day labels each planted kind writes.
+PLANTED_LABELS = {"time_of_day": {"planted_time_of_day"}, "regime": {"planted_up", "planted_down"},
+                  "none": {"no_edge"}}
 # Minutes from the session window's start (08:30 New York) to the 09:30 cash open and to 16:00.
 _RTH_START, _RTH_END = 60, 450
 
@@ -348,3 +351,27 @@ def oracle_directions(bars: pd.DataFrame, edge: PlantedEdge) -> np.ndarray:
         first_open = bars.groupby("session_date", sort=False)["open"].transform("first").to_numpy(dtype=float)
         side = np.sign(bars["close"].to_numpy(dtype=float) - first_open)
     return (side * has_next_bar).astype(np.int64)
+
+
+def check_planted_labels(edge: PlantedEdge | None, day_labels: pd.Series) -> None:
+    """Refuse to judge data by an edge it was not generated with.
+
+    Args:
+        edge: The edge the evaluation assumes (``None``: not planted).
+        day_labels: The hidden day labels of the data (empty for a user's file).
+
+    Raises:
+        ValueError: the labels are of another planted kind than ``edge``, or of none while
+            ``edge`` is set, or planted while ``edge`` is ``None``.
+    """
+    labels = set(day_labels.astype(str))
+    planted_kinds = {kind for kind, names in PLANTED_LABELS.items() if labels & names}
+    if edge is None:
+        if planted_kinds:
+            raise ValueError(f"the data has a planted {sorted(planted_kinds)[0]} edge but evaluation.planted_edge is "
+                             "null: run it with --env planted (and the same planted_kind)")
+        return
+    if not labels <= PLANTED_LABELS[edge.kind]:
+        found = sorted(planted_kinds) or ["no planted edge"]
+        raise ValueError(f"evaluation.planted_edge.kind is {edge.kind!r} but the data holds {', '.join(found)}: "
+                         "evaluate with the planted_kind the data was generated with")

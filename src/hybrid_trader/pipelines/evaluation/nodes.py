@@ -17,7 +17,7 @@ from hybrid_trader.evaluation.plots import (
     action_panels, end_reason_panels, equity_panels, to_matplotlib, to_plotly, training_panels,
 )
 from hybrid_trader.evaluation.report import comparison_markdown, earlier_trial_sharpes, metric_key
-from hybrid_trader.market_data.synthetic import PlantedEdge
+from hybrid_trader.market_data.synthetic import PlantedEdge, check_planted_labels
 from hybrid_trader.pipelines.phase2.nodes import contract_from_spec
 
 logger = logging.getLogger(__name__)
@@ -31,17 +31,21 @@ def backtest_agents(
     bar_features: pd.DataFrame,
     market_spec: dict[str, Any],
     advice_cache: AdviceCache,
+    synthetic_day_regimes: pd.DataFrame,
     environment_params: dict[str, Any],
     advisor_params: dict[str, Any],
     phase3_params: dict[str, Any],
     evaluation_params: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every agent on every evaluation split at every cost level.
+    """Every agent on every evaluation split at every cost level (and the oracle on a planted
+    market, after checking that the data was generated with that edge).
 
     Returns:
         One row per session (``agent``, ``split``, ``cost_multiple`` and the backtest's
         columns) and one row per step (the same keys, ``action``, ``equity``, ``trade_pnl``).
     """
+    edge = PlantedEdge.from_params(evaluation_params.get("planted_edge"))
+    check_planted_labels(edge, synthetic_day_regimes["regime"])  # before any work: the oracle must fit the data
     advisor = Advisor.from_params(advisor_params, cache=advice_cache)
     splits = list(evaluation_params["splits"])
     if evaluation_params["prescore_advice"]:  # the advisor's answers for these days' flat prompts
@@ -52,7 +56,6 @@ def backtest_agents(
                           torch_threads=advisor_params["prescore"].get("torch_threads"))
         logger.info("Evaluation: %d new flat prompts of %s days scored in %.1f s", counts["scored"],
                     "/".join(splits), counts["seconds"])
-    edge = PlantedEdge.from_params(evaluation_params.get("planted_edge"))
     setup = BacktestSetup(clean_bars, model_input_features, bar_features, contract_from_spec(market_spec),
                           environment_params, Phase3Config.from_params(phase3_params), advisor,
                           int(evaluation_params["random_seed"]), edge)
