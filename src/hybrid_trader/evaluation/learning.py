@@ -193,7 +193,7 @@ def _cell(value: Any, se: Any = None) -> str:
 def learning_markdown(report: dict[str, Any]) -> str:
     """The learning report as Markdown tables (one per split)."""
     if report["planted"] is None:
-        return f"# Learning report\n\n{report['note']}.\n"
+        return f"# Learning report\n\n{report['note'][0].upper() + report['note'][1:]}.\n"
     edge = report["planted"]
     lines = ["# Learning report", "",
              f"Planted edge: `{edge['kind']}`, {edge['points_per_minute']} point(s) a minute"
