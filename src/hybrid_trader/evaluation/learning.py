@@ -31,16 +31,23 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import stats
 
-from hybrid_trader.agents.backtest import Policy
+from hybrid_trader.agents.backtest import Policy, run_backtest, sb3_policy
+from hybrid_trader.agents.phase2 import PPOConfig, train_phase2
 from hybrid_trader.env.actions import Action
-from hybrid_trader.env.factory import split_days
-from hybrid_trader.market_data.synthetic import PlantedEdge, oracle_directions
+from hybrid_trader.env.factory import make_vec_env, market_for_split, split_days
+from hybrid_trader.features.bar_features import compute_bar_features
+from hybrid_trader.market_data.clean import CleaningConfig, ingest_bars
+from hybrid_trader.market_data.synthetic import (
+    PlantedEdge, SyntheticMarketConfig, generate_synthetic_bars, oracle_directions,
+)
+from hybrid_trader.markets import CONTRACTS
+from hybrid_trader.pipelines.data_split.nodes import fit_feature_scaler, scale_features
 
 __all__ = ["oracle_policy", "split_directions", "learning_figures", "learning_report", "learning_markdown",
-           "planted_frames", "phase2_learning_run",
-           "BOOTSTRAP_DRAWS"]
+           "planted_frames", "phase2_learning_run", "BOOTSTRAP_DRAWS"]
 
 BOOTSTRAP_DRAWS = 2000
 _EXIT = int(Action.EXIT)
@@ -224,19 +231,14 @@ def planted_frames(edge: PlantedEdge | None, n_days: int, test_days: int, seed: 
                    start_date: str = "2024-01-02") -> tuple[pd.DataFrame, pd.DataFrame]:
     """A small planted market ready for training, as the pipeline would prepare it.
 
-    The synthetic market with ``edge`` (``None``: the default, unplanted market) is ingested, its features computed, the last
-    ``test_days`` sessions held out as ``test`` and the others made ``train``; the scaler is
-    fitted on the train days only.
+    The synthetic market with ``edge`` (``None``: the default, unplanted market) is ingested,
+    its features computed, the last ``test_days`` sessions held out as ``test`` and the others
+    made ``train``; the scaler is fitted on the train days only.
 
     Returns:
         Clean bars and the scaled features with their ``split`` column (the pipeline's
         ``clean_bars`` and ``model_input_features``).
     """
-    from hybrid_trader.features.bar_features import compute_bar_features
-    from hybrid_trader.market_data.clean import CleaningConfig, ingest_bars
-    from hybrid_trader.market_data.synthetic import SyntheticMarketConfig, generate_synthetic_bars
-    from hybrid_trader.pipelines.data_split.nodes import fit_feature_scaler, scale_features
-
     if not 0 < test_days < n_days:
         raise ValueError(f"test_days must be in (0, n_days), got {test_days} of {n_days}")
     raw = generate_synthetic_bars(SyntheticMarketConfig(n_days=n_days, seed=seed, start_date=start_date,
@@ -264,13 +266,6 @@ def phase2_learning_run(edge: PlantedEdge | None, ppo_params: dict[str, Any], en
         on a planted market, ``figures`` (:func:`learning_figures` against the oracle; ``None``
         otherwise) and ``oracle`` (the oracle's backtest, ``None`` on the control).
     """
-    import torch
-
-    from hybrid_trader.agents.backtest import run_backtest, sb3_policy
-    from hybrid_trader.agents.phase2 import PPOConfig, train_phase2
-    from hybrid_trader.env.factory import make_vec_env, market_for_split
-    from hybrid_trader.markets import CONTRACTS
-
     config = PPOConfig(**{**ppo_params, "eval_every_steps": 10 * ppo_params["total_timesteps"],
                           "checkpoint_every_steps": 10 * ppo_params["total_timesteps"]})
     torch.set_num_threads(config.torch_threads)

@@ -59,8 +59,8 @@ __all__ = ["REGIMES", "PLANTED_KINDS", "PLANTED_LABELS", "PlantedEdge", "RegimeD
 REGIMES = ("trending_up", "trending_down", "ranging", "volatile")
 PLANTED_KINDS = ("none", "time_of_day", "regime")
 # The day labels each planted kind writes.
-PLANTED_LABELS = {"time_of_day": {"planted_time_of_day"}, "regime": {"planted_up", "planted_down"},
-                  "none": {"no_edge"}}
+PLANTED_LABELS = {"time_of_day": ("planted_time_of_day",), "regime": ("planted_up", "planted_down"),
+                  "none": ("no_edge",)}
 # Minutes from the session window's start (08:30 New York) to the 09:30 cash open and to 16:00.
 _RTH_START, _RTH_END = 60, 450
 
@@ -307,12 +307,12 @@ def _planted_drift(edge: PlantedEdge, rng: np.random.Generator, minute_grid: np.
     if edge.kind == "time_of_day":
         in_rth = (minute >= _RTH_START) & (minute < _RTH_END)
         sign = np.where(minute < edge.turn_minute, 1.0, -1.0) * in_rth
-        return step * sign * valid, np.full(n_days, "planted_time_of_day", dtype=object)
+        return step * sign * valid, np.full(n_days, PLANTED_LABELS["time_of_day"][0], dtype=object)
     if edge.kind == "regime":
         up = rng.random(n_days) < 0.5
         sign = np.where(up, 1.0, -1.0)[:, None]
-        return step * sign * valid, np.where(up, "planted_up", "planted_down").astype(object)
-    return np.zeros_like(minute_grid), np.full(n_days, "no_edge", dtype=object)
+        return step * sign * valid, np.where(up, *PLANTED_LABELS["regime"]).astype(object)
+    return np.zeros_like(minute_grid), np.full(n_days, PLANTED_LABELS["none"][0], dtype=object)
 
 
 def oracle_directions(bars: pd.DataFrame, edge: PlantedEdge) -> np.ndarray:
@@ -365,13 +365,13 @@ def check_planted_labels(edge: PlantedEdge | None, day_labels: pd.Series) -> Non
             ``edge`` is set, or planted while ``edge`` is ``None``.
     """
     labels = set(day_labels.astype(str))
-    planted_kinds = {kind for kind, names in PLANTED_LABELS.items() if labels & names}
+    planted_kinds = {kind for kind, names in PLANTED_LABELS.items() if labels & set(names)}
     if edge is None:
         if planted_kinds:
             raise ValueError(f"the data has a planted {sorted(planted_kinds)[0]} edge but evaluation.planted_edge is "
                              "null: run it with --env planted (and the same planted_kind)")
         return
-    if not labels <= PLANTED_LABELS[edge.kind]:
+    if not labels <= set(PLANTED_LABELS[edge.kind]):
         found = sorted(planted_kinds) or ["no planted edge"]
         raise ValueError(f"evaluation.planted_edge.kind is {edge.kind!r} but the data holds {', '.join(found)}: "
                          "evaluate with the planted_kind the data was generated with")
