@@ -14,8 +14,9 @@ Model, per trading day of the CME equity calendar:
   drift, ``phi`` its short-term autocorrelation, ``kappa`` its pull back to the
   open (ranging days), ``e_t`` Student-t(5) noise with unit variance and ``s_t``
   the regime's volatility times a U-shaped intraday profile;
-* an overnight gap between sessions; highs/lows extend beyond open/close by a
-  half-normal excursion; all prices on the tick grid;
+* each session opens at the starting price plus an overnight gap (stationary,
+  below); highs/lows extend beyond open/close by a half-normal excursion; all
+  prices on the tick grid;
 * volume proportional to the intraday volatility profile and to the size of
   the bar's shock, with log-normal noise.
 
@@ -35,12 +36,16 @@ edge of chosen strength is added, whose optimal direction is
 * ``none``: the no-edge control, the same market with no drift at all.
 
 Drifts are log returns of ``points_per_minute / start_price`` a minute, i.e.
-points at the starting price level. Planted markets are stationary: every
-session opens at the starting price plus its overnight gap instead of at the
-previous close, so the point scale, and with it the stop sizes and the reach
-of the dollar drawdown limit, is the same on the first session and the last
-(a random walk wanders by about 20% over a year and more than doubled in one
-420-session draw, until most test sessions breached even for the oracle).
+points at the starting price level.
+
+Every market is stationary: each session opens at the starting price plus its
+overnight gap instead of at the previous close, so the point scale, and with
+it the stop sizes and the reach of the dollar drawdown limit, is the same on
+the first session and the last. Chained sessions wander: the default market's
+320 sessions went from 20,000 to 78,000 (the regimes' drifts compound), the
+test days' point volatility was about four times the first days', and even
+buy-and-hold breached the drawdown limit on 52 of 64 test sessions. No
+feature looks back across sessions, so the chaining carried nothing to learn.
 """
 
 from __future__ import annotations
@@ -257,11 +262,8 @@ def generate_synthetic_bars(config: SyntheticMarketConfig | None = None) -> pd.D
 
     gaps = rng.normal(0.0, cfg.overnight_vol, n_days)
     gaps[0] = 0.0
-    day_close_move = np.array([log_move[d, valid[d]][-1] for d in range(n_days)])
-    if planted is None:
-        day_open_log = np.log(cfg.start_price) + np.cumsum(gaps + np.concatenate([[0.0], day_close_move[:-1]]))
-    else:  # stationary: every session opens at the starting price plus its overnight gap
-        day_open_log = np.log(cfg.start_price) + gaps
+    # Stationary: every session opens at the starting price plus its overnight gap (module docstring).
+    day_open_log = np.log(cfg.start_price) + gaps
 
     close_log = day_open_log[:, None] + log_move
     open_log = np.concatenate([day_open_log[:, None], close_log[:, :-1]], axis=1)
