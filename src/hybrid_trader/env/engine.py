@@ -40,7 +40,15 @@ bar ``t + 1``:
 
 Money. ``equity = cash + side x (close - entry) x multiplier x contracts``;
 commission is paid from cash once per fill (entry and exit).
-``reward = (equity_{t+1} - equity_t) x reward_scale - breach_penalty x breach``.
+``reward = (equity_{t+1} - equity_t) x reward_scale - breach_penalty x breach``
+(``reward_unit`` ``dollars``, the default). With ``reward_unit`` ``risk`` the same
+dollars are counted in the position's risk at entry, ``R = stop distance x
+multiplier x contracts`` ($, the stop placed at the fill, before any break-even
+or trailing move): ``reward = ((equity_{t+1} - equity_t) - breach x
+breach_penalty / reward_scale) / R``. The breach penalty is the same dollar
+amount (``breach_penalty / reward_scale``, $1,000 by default) in R of the
+breaching position. Only steps that hold a position change equity, and a step
+holds at most one, so a trade's summed reward is its R-multiple, net of costs.
 """
 
 from __future__ import annotations
@@ -65,6 +73,7 @@ _BREAKEVEN, _TRAIL_ON, _TRAIL_OFF = (int(Action.MOVE_SL_TO_BREAKEVEN), int(Actio
                                      int(Action.DISABLE_TRAILING_STOP))
 _EXIT = int(Action.EXIT)
 EPISODE_MODES = ("random_start", "full_session")
+REWARD_UNITS = ("dollars", "risk")
 
 
 @dataclass(frozen=True)
@@ -80,8 +89,12 @@ class EngineConfig:
         stop_atr_multiple: Stop distance from the entry, in ATR-14 at the decision.
         target_stop_ratio: Target distance as a multiple of the stop distance.
         trailing_atr_multiple: Trailing-stop distance, in ATR-14 when enabled.
-        reward_scale: Reward per dollar of equity change.
-        breach_penalty: Subtracted from the reward of the step that breaches.
+        reward_scale: Reward per dollar of equity change (``reward_unit`` ``dollars``);
+            with ``risk`` it only converts ``breach_penalty`` to dollars.
+        breach_penalty: Subtracted from the reward of the step that breaches
+            (``breach_penalty / reward_scale`` dollars; in R with ``risk``).
+        reward_unit: ``dollars`` (equity change x ``reward_scale``) or ``risk``
+            (equity change in R, the position's dollar risk at entry; module docstring).
         max_episode_steps: Steps before truncation in ``random_start`` mode.
         episode_mode: ``random_start`` (a random bar inside a session, up to
             ``max_episode_steps``) or ``full_session`` (sessions in date order,
@@ -103,6 +116,7 @@ class EngineConfig:
     max_episode_steps: int = 300
     episode_mode: str = "random_start"
     exit_action: bool = False
+    reward_unit: str = "dollars"
 
     def __post_init__(self) -> None:
         if self.contracts < 1:
@@ -121,6 +135,8 @@ class EngineConfig:
             raise ValueError(f"environment.episode_mode must be one of {EPISODE_MODES}")
         if not isinstance(self.exit_action, bool):  # a quoted "false" would otherwise switch it on
             raise ValueError("environment.exit_action must be true or false")
+        if self.reward_unit not in REWARD_UNITS:
+            raise ValueError(f"environment.reward_unit must be one of {REWARD_UNITS}, got {self.reward_unit!r}")
 
 
 @dataclass
@@ -184,6 +200,8 @@ class TradingEngine:
         # Net P&L ($, both commissions) of a trade closed by the last step, NaN if none; kept
         # across an episode reset so that a trade closed by an episode's last step can be read.
         self.step_trade_net = np.full(n, np.nan)
+        # R of the open (or last closed) position, $; 1 before any entry, where it divides no change.
+        self.risk = np.ones(n)
         self._all = np.arange(n)
         self._masks: np.ndarray | None = None  # valid until the state changes
 
@@ -320,6 +338,7 @@ class TradingEngine:
             self.entry = np.where(entering, fill, self.entry)
             self.stop = np.where(entering, fill - enter_side * stop_distance, self.stop)
             self.target = np.where(entering, fill + enter_side * target_distance, self.target)
+            self.risk = np.where(entering, stop_distance * self._point_value, self.risk)
             self.cash = self.cash - entering * self._commission
             self.commission_paid += entering * self._commission
             self.fills += entering
@@ -352,7 +371,10 @@ class TradingEngine:
         self.t = j
         self.steps += 1
 
-        reward = (self.equity - equity_prev) * cfg.reward_scale - breach * cfg.breach_penalty
+        if cfg.reward_unit == "risk":
+            reward = ((self.equity - equity_prev) - breach * (cfg.breach_penalty / cfg.reward_scale)) / self.risk
+        else:
+            reward = (self.equity - equity_prev) * cfg.reward_scale - breach * cfg.breach_penalty
         terminated = breach | last_bar
         # Truncations: the episode's step budget, or (never with complete sessions) the data's end.
         truncated = ~terminated & (market.final_row[j] | (self.steps >= self._step_budget))
