@@ -14,6 +14,7 @@ from hybrid_trader.features.registry import HYBRID_DIM
 from tests.env.helpers import make_market
 
 NO_STOP = EngineConfig(episode_mode="full_session", stop_atr_multiple=1e6)
+ENV_PARAMS = {"entry_window": {"start": "09:30", "end": "16:00"}, "engine": {}}
 
 
 def dipping_session():
@@ -117,3 +118,27 @@ def test_deflated_sharpe_counts_every_agent_but_the_oracle_as_a_trial():
     trials = [results[0]["sharpe_daily"], results[1]["sharpe_daily"], 0.2]
     assert [r["dsr_trials"] for r in results] == [3, 3, 3]
     assert results[0]["dsr"] == pytest.approx(deflated_sharpe_ratio(results[0]["daily_returns"], trials))
+
+
+def _observation_policy(obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Deterministic and trading: a valid action picked from each observation's own values."""
+    pick = (np.abs(obs[:, :8]).sum(axis=1) * 1e3).astype(np.int64)
+    valid = masks.cumsum(axis=1)
+    return (valid > (pick % masks.sum(axis=1))[:, None]).argmax(axis=1)
+
+
+@pytest.mark.parametrize("n_envs", [3, 64])
+def test_sessions_played_side_by_side_give_the_one_environment_result(n_envs):
+    from hybrid_trader.env.factory import make_vec_env, market_for_split
+    from hybrid_trader.evaluation.learning import planted_frames
+    from hybrid_trader.markets import CONTRACTS
+
+    bars, features = planted_frames(None, 12, 5)
+    market = market_for_split(bars, features, CONTRACTS["MNQ"], ENV_PARAMS, "test")
+    alone = run_backtest(make_vec_env(market, ENV_PARAMS, n_envs=1, phase=2, episode_mode="full_session"),
+                         _observation_policy, trace=True)
+    together = run_backtest(make_vec_env(market, ENV_PARAMS, n_envs=n_envs, phase=2,
+                                         episode_mode="full_session"), _observation_policy, trace=True)
+    assert len(alone[0]) == 5 and alone[0]["trades"].sum() > 5  # every session once, and it trades
+    pd.testing.assert_frame_equal(together[0], alone[0])
+    pd.testing.assert_frame_equal(together[1], alone[1])

@@ -17,7 +17,7 @@ import pandas as pd
 
 from hybrid_trader.env.vec_env import TradingVecEnv
 
-__all__ = ["Policy", "run_backtest", "summarize", "flat_policy", "random_policy", "sb3_policy"]
+__all__ = ["Policy", "BACKTEST_ENVS", "backtest_env_count", "run_backtest", "summarize", "flat_policy", "random_policy", "sb3_policy"]
 
 Policy = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -48,8 +48,26 @@ def sb3_policy(model: Any, deterministic: bool = True) -> Policy:
     return act
 
 
-def run_backtest(env: TradingVecEnv | Any, policy: Policy, trace: bool = False) -> Any:
-    """One episode per session of ``env`` (which must be in ``full_session`` mode).
+# Sessions played at once by a backtest: one policy call per bar for all of them. Past ~64 the
+# batched policy call no longer gets cheaper per session on a CPU.
+BACKTEST_ENVS = 64
+
+
+def backtest_env_count(n_sessions: int) -> int:
+    """How many environments a backtest over ``n_sessions`` sessions steps together."""
+    return max(1, min(int(n_sessions), BACKTEST_ENVS))
+
+
+def run_backtest(env: TradingVecEnv | Any, policy: Policy, trace: bool = False, sessions: int | None = None) -> Any:
+    """One episode per session of ``env`` (which must be in ``full_session`` mode); with
+    ``sessions``, of its first ``sessions`` sessions only.
+
+    The environment's ``num_envs`` accounts play sessions side by side, each episode with a
+    fresh account, so the result does not depend on ``num_envs`` (for a policy that decides
+    each environment from its own observation). Episodes are counted in the order the
+    engine hands sessions out (date order); an environment that has wrapped around to a
+    session already played keeps stepping until every session is done, and is ignored.
+    Rows come back in date order.
 
     With ``trace``, also returns one row per step: ``session_date``, ``step`` (1-based),
     ``row`` (the decision bar's row in the environment's market arrays), ``action`` (as
@@ -59,38 +77,50 @@ def run_backtest(env: TradingVecEnv | Any, policy: Policy, trace: bool = False) 
     engine = env.engine
     if engine.config.episode_mode != "full_session":
         raise ValueError("backtests need an environment in full_session mode")
-    n_sessions = len(engine._session_starts)
-    if env.num_envs != 1:
-        raise ValueError("run_backtest plays sessions in order with one environment")
+    n_sessions = len(engine._session_starts) if sessions is None else min(sessions, len(engine._session_starts))
+    n = env.num_envs
     obs = env.reset()
-    rows: list[dict[str, Any]] = []
+    # Which episode (0, 1, ... in the order the engine hands out sessions) each environment plays.
+    episode_of = np.arange(n)
+    handed_out = n
+    rows: dict[int, dict[str, Any]] = {}
     steps: list[tuple] = []
-    step_in_session = 0
+    step_in_episode = np.zeros(n, dtype=np.int64)
     start = engine.config.starting_balance
     while len(rows) < n_sessions:
         masks = env.action_masks()
-        actions = policy(obs, masks)
-        if not masks[np.arange(len(actions)), actions].all():
+        actions = np.asarray(policy(obs, masks)).reshape(n)
+        if not masks[np.arange(n), actions].all():
             raise AssertionError("the policy picked a masked action")
-        row = int(engine.t[0])
-        session = engine.market.session_dates[engine.market.session_id[row]]
+        decision_rows = engine.t.copy()
         obs, _, dones, infos = env.step(actions)
-        step_in_session += 1
-        info = infos[0]
+        step_in_episode += 1
+        counted = episode_of < n_sessions
         if trace:
-            equity = start + info["net_pnl"] if dones[0] else float(engine.equity[0])
-            steps.append((str(session)[:10], step_in_session, row, int(actions[0]), equity,
-                          float(engine.step_trade_net[0])))
-        if dones[0]:
-            rows.append({"session_date": info["session_date"], "net_pnl": info["net_pnl"],
-                         "reward": info["episode"]["r"],
-                         "steps": info["episode"]["l"], "end_reason": info["end_reason"],
-                         "trades": info["trades"], "invalid_actions": info["invalid_actions"]})
-            step_in_session = 0
-    episodes = pd.DataFrame(rows)
+            equity = engine.equity.copy()
+            for i in np.flatnonzero(counted):
+                if dones[i]:
+                    equity[i] = start + infos[i]["net_pnl"]
+                steps.append((int(episode_of[i]), int(step_in_episode[i]), int(decision_rows[i]), int(actions[i]),
+                              float(equity[i]), float(engine.step_trade_net[i])))
+        for i in np.flatnonzero(dones):
+            if counted[i]:
+                info = infos[i]
+                rows[int(episode_of[i])] = {
+                    "session_date": info["session_date"], "net_pnl": info["net_pnl"], "reward": info["episode"]["r"],
+                    "steps": info["episode"]["l"], "end_reason": info["end_reason"], "trades": info["trades"],
+                    "invalid_actions": info["invalid_actions"]}
+            episode_of[i] = handed_out  # the engine reset it with the next session, in index order
+            handed_out += 1
+            step_in_episode[i] = 0
+    episodes = pd.DataFrame([rows[k] for k in range(n_sessions)])
     if not trace:
         return episodes
-    return episodes, pd.DataFrame(steps, columns=["session_date", "step", "row", "action", "equity", "trade_pnl"])
+    trace_frame = pd.DataFrame(steps, columns=["episode", "step", "row", "action", "equity", "trade_pnl"])
+    trace_frame = trace_frame.sort_values(["episode", "step"], kind="stable").reset_index(drop=True)
+    dates = episodes["session_date"].to_numpy()
+    trace_frame.insert(0, "session_date", dates[trace_frame.pop("episode").to_numpy()])
+    return episodes, trace_frame
 
 
 def summarize(episodes: pd.DataFrame) -> dict[str, Any]:

@@ -17,10 +17,10 @@ from typing import Any, Callable, Sequence
 
 import torch
 from sb3_contrib import MaskablePPO
-from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EventCallback
 from stable_baselines3.common.logger import Logger
 
+from hybrid_trader.agents.backtest import run_backtest, sb3_policy
 from hybrid_trader.agents.callbacks import (
     EpisodeStatsCallback, MlflowOutputFormat, StepCheckpointCallback, latest_checkpoint, save_checkpoint,
 )
@@ -140,6 +140,40 @@ class TrainingResult:
     episode_lengths: list[int] = field(default_factory=list)
 
 
+class SessionEvalCallback(EventCallback):
+    """Every ``eval_freq`` calls, a deterministic, masked backtest of the first ``n_sessions``
+    sessions of ``eval_env`` (:func:`~hybrid_trader.agents.backtest.run_backtest`: all of
+    them side by side when the environment has that many accounts). Logs
+    ``eval/mean_reward`` (mean summed reward per session) and ``eval/mean_ep_length``, and
+    saves the model as ``best_model.zip`` in ``best_model_save_path`` on each new best mean
+    reward, then calls ``callback_on_new_best``.
+    """
+
+    def __init__(self, eval_env: Any, n_sessions: int, eval_freq: int, best_model_save_path: str | Path,
+                 callback_on_new_best: BaseCallback | None = None) -> None:
+        super().__init__(callback_on_new_best, verbose=0)
+        self.eval_env, self.n_sessions, self.eval_freq = eval_env, n_sessions, eval_freq
+        self.best_model_save_path = Path(best_model_save_path)
+        self.best_mean_reward = -float("inf")
+        self.last_mean_reward = -float("inf")
+
+    def _on_step(self) -> bool:
+        if self.eval_freq <= 0 or self.n_calls % self.eval_freq:
+            return True
+        episodes = run_backtest(self.eval_env, sb3_policy(self.model), sessions=self.n_sessions)
+        self.last_mean_reward = float(episodes["reward"].mean())
+        self.logger.record("eval/mean_reward", self.last_mean_reward)
+        self.logger.record("eval/mean_ep_length", float(episodes["steps"].mean()))
+        self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
+        self.logger.dump(self.num_timesteps)
+        if self.last_mean_reward > self.best_mean_reward:
+            self.best_mean_reward = self.last_mean_reward
+            self.best_model_save_path.mkdir(parents=True, exist_ok=True)
+            self.model.save(self.best_model_save_path / "best_model")
+            return self._on_event()
+        return True
+
+
 class BestScoreFile(BaseCallback):
     """Remembers the best validation mean reward on disk (called on each new best)."""
 
@@ -249,11 +283,8 @@ def train_masked_ppo(
 
     episode_stats = EpisodeStatsCallback()
     best_score = BestScoreFile(best_dir / "best_score.json")
-    evaluation = MaskableEvalCallback(
-        eval_env, n_eval_episodes=n_eval_episodes, eval_freq=max(config.eval_every_steps // config.n_envs, 1),
-        best_model_save_path=str(best_dir), deterministic=True, use_masking=True, warn=False, verbose=0,
-        callback_on_new_best=best_score,
-    )
+    evaluation = SessionEvalCallback(eval_env, n_eval_episodes, max(config.eval_every_steps // config.n_envs, 1),
+                                     best_dir, callback_on_new_best=best_score)
     if found:
         evaluation.best_mean_reward = best_score.read()  # a resumed run must beat the best so far
     # Extra callbacks first: they may read an update's values before episode_stats dumps them at the end.

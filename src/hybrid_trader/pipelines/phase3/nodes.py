@@ -14,7 +14,7 @@ from hybrid_trader.advisor.advisor import Advisor
 from hybrid_trader.advisor.cache import AdviceCache
 from hybrid_trader.advisor.prescore import flat_states, prescore
 from hybrid_trader.advisor.worker import AsyncAdvisor, ProcessAdvisor
-from hybrid_trader.agents.backtest import summarize
+from hybrid_trader.agents.backtest import backtest_env_count, summarize
 from hybrid_trader.agents.health import HealthCheckFailed, health_notes, health_report, measure, render_markdown
 from hybrid_trader.agents.phase3 import (
     Phase3Config, backtest_hybrid, make_advised_env, overfitting_gap, start_worker, train_phase3,
@@ -116,7 +116,8 @@ def train_phase3_policy(
     train_env = make_advised_env(*frames, "train", config, advisor=advisor, worker=worker, n_envs=config.ppo.n_envs,
                                  episode_mode="random_start", seed=config.ppo.seed)
     # Validation during training reads the cache only (pre-scored): repeatable, and no load on the worker.
-    eval_env = make_advised_env(*frames, "validation", config, advisor=advisor, worker=None, n_envs=1,
+    n_validation = backtest_env_count(len(split_days(model_input_features, "validation")))
+    eval_env = make_advised_env(*frames, "validation", config, advisor=advisor, worker=None, n_envs=n_validation,
                                 episode_mode="full_session", seed=config.ppo.seed, mode="cached")
     clean_exit = False
     try:
@@ -175,7 +176,7 @@ def evaluate_phase3_policy(
     frames = (clean_bars, model_input_features, bar_features, contract, environment_params)
     n = min(len(split_days(model_input_features, "train")), len(split_days(model_input_features, "validation")))
     # Cached answers only (the flat prompts of these days are pre-scored): the backtests repeat exactly.
-    envs = {split: make_advised_env(*frames, split, config, advisor=advisor, worker=None, n_envs=1,
+    envs = {split: make_advised_env(*frames, split, config, advisor=advisor, worker=None, n_envs=backtest_env_count(n),
                                     episode_mode="full_session", max_sessions=n, mode="cached")
             for split in ("train", "validation")}
     try:
