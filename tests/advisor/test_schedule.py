@@ -65,11 +65,26 @@ def test_reset_of_some_environments_leaves_the_others_alone():
     schedule.reset(side=np.array([0, 0]))
     assert schedule.due(np.array([.9, .9]), np.array([0, 0])).tolist() == [True, True]
     assert schedule.due(np.array([.9, .9]), np.array([0, 1])).tolist() == [False, False]  # env 1 changed: pending
-    # A new episode for env 1: due at its first bar whatever the cooldown and interval left.
+    # A new episode for env 1: due at its first bar whatever the interval left (its last query is
+    # 2 bars back: outside the cooldown of 1).
     schedule.reset(envs=np.array([1]), side=np.array([1, -1]))
     assert schedule.due(np.array([.9, .9]), np.array([0, -1])).tolist() == [False, True]
     assert schedule.due(np.array([.9, .9]), np.array([0, -1])).tolist() == [False, False]
     assert schedule.due(np.array([.9, .9]), np.array([0, -1])).tolist() == [True, False]  # env 0: 4 bars on
+
+
+def test_the_cooldown_runs_on_into_the_next_episode():
+    schedule = QuerySchedule(QueryScheduleConfig(query_interval=5, confidence_threshold=0.5, query_cooldown=3), 1)
+    schedule.reset(side=np.array([0]))
+    uncertain = np.array([0.1])
+    asked = [bool(schedule.due(uncertain, np.array([0]))[0]) for _ in range(2)]  # bars 0, 1 of episode 1
+    schedule.reset(envs=np.array([0]), side=np.array([0]))  # episode 2 starts 2 bars after the last query
+    asked += [bool(schedule.due(uncertain, np.array([0]))[0]) for _ in range(6)]
+    # Asked at episode 1's first bar, then not before the cooldown's end (episode 2's 3rd bar),
+    # then every 4th bar: 3 queries in 8 bars, never more than 1 in 4.
+    assert asked == [True, False, False, False, True, False, False, False]
+    schedule.reset(side=np.array([0]))  # a fresh start (all environments): due at once
+    assert schedule.due(uncertain, np.array([0])).tolist() == [True]
 
 
 @pytest.mark.parametrize("settings, match", [
@@ -88,4 +103,4 @@ def test_settings_at_their_limits_are_accepted():
     for settings in ({"query_interval": 1}, {"query_cooldown": 0}, {"confidence_threshold": 0.0},
                      {"confidence_threshold": 1.0}):
         QueryScheduleConfig(**settings)
-    assert QueryScheduleConfig() == QueryScheduleConfig(query_interval=5, confidence_threshold=0.6, query_cooldown=2)
+    assert QueryScheduleConfig() == QueryScheduleConfig(query_interval=5, confidence_threshold=0.6, query_cooldown=3)
