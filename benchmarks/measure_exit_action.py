@@ -27,7 +27,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=57_344)
     parser.add_argument("--seeds", type=int, nargs="+", default=[7, 8])
     args = parser.parse_args()
-    environment = OmegaConf.to_container(OmegaConf.load("conf/base/parameters.yml"))["environment"]
+    shared = OmegaConf.to_container(OmegaConf.load("conf/base/parameters.yml"))
+    environment, market = shared["environment"], shared["market"]
     ppo = OmegaConf.to_container(OmegaConf.load("conf/base/parameters_phase2.yml"))["phase2"]["ppo"]
     print(f"Phase 2, {args.steps} steps, seeds {args.seeds}; 50 held-out sessions per run")
     print(f"{'market':12} {'exit':5} {'seed':>4} {'P&L/day':>9} {'breaches':>8} {'ep.len':>7} {'trades':>7} "
@@ -39,7 +40,7 @@ def main() -> None:
             for seed in args.seeds:
                 with tempfile.TemporaryDirectory() as work_dir:
                     run = phase2_learning_run(edge, {**ppo, "total_timesteps": args.steps, "seed": seed}, env,
-                                              work_dir)
+                                              work_dir, market_params=market)
                 episodes, figures = run["episodes"], run["figures"]
                 row = (episodes["net_pnl"].mean(), (episodes["end_reason"] == "drawdown_breach").sum(),
                        episodes["steps"].mean(), episodes["trades"].mean(),

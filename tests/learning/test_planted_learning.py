@@ -22,10 +22,10 @@ HELD_OUT, STEPS = 50, 57_344
 
 def learn(edge: PlantedEdge, work_dir) -> dict:
     base = PROJECT_ROOT / "conf/base"
-    environment = OmegaConf.to_container(OmegaConf.load(base / "parameters.yml"))["environment"]
+    shared = OmegaConf.to_container(OmegaConf.load(base / "parameters.yml"))
     ppo = OmegaConf.to_container(OmegaConf.load(base / "parameters_phase2.yml"))["phase2"]["ppo"]
-    return phase2_learning_run(edge, {**ppo, "total_timesteps": STEPS}, environment, work_dir,
-                               held_out=HELD_OUT)["figures"]
+    return phase2_learning_run(edge, {**ppo, "total_timesteps": STEPS}, shared["environment"], work_dir,
+                               market_params=shared["market"], held_out=HELD_OUT)["figures"]
 
 
 def test_phase2_recovers_a_planted_time_of_day_drift(tmp_path):

@@ -43,7 +43,7 @@ from hybrid_trader.market_data.clean import CleaningConfig, ingest_bars
 from hybrid_trader.market_data.synthetic import (
     PlantedEdge, SyntheticMarketConfig, generate_synthetic_bars, oracle_directions,
 )
-from hybrid_trader.markets import CONTRACTS
+from hybrid_trader.markets import resolve_contract
 from hybrid_trader.pipelines.data_split.nodes import fit_feature_scaler, scale_features
 
 __all__ = ["oracle_policy", "split_directions", "learning_figures", "learning_report", "learning_markdown",
@@ -253,13 +253,14 @@ def planted_frames(edge: PlantedEdge | None, n_days: int, test_days: int, seed: 
 
 
 def phase2_learning_run(edge: PlantedEdge | None, ppo_params: dict[str, Any], environment_params: dict[str, Any],
-                        work_dir: Any, *, sessions: int = 110, held_out: int = 50,
+                        work_dir: Any, *, market_params: dict[str, Any], sessions: int = 110, held_out: int = 50,
                         market_seed: int = 3) -> dict[str, Any]:
     """Train Phase 2 on a small synthetic market's train days and backtest it on the held-out days.
 
     The market is :func:`planted_frames` (``edge`` ``None``: the default, unplanted market);
     training uses ``ppo_params`` (a :class:`hybrid_trader.agents.phase2.PPOConfig`'s fields)
-    without evaluation or checkpoints; the final policy is backtested.
+    without evaluation or checkpoints; the final policy is backtested. The traded contract is
+    the one ``market_params`` (the ``market`` parameters) select.
 
     Returns:
         ``episodes`` (the held-out backtest, one row per session), ``steps`` (its trace) and,
@@ -270,7 +271,7 @@ def phase2_learning_run(edge: PlantedEdge | None, ppo_params: dict[str, Any], en
                           "checkpoint_every_steps": 10 * ppo_params["total_timesteps"]})
     torch.set_num_threads(config.torch_threads)
     bars, features = planted_frames(edge, sessions, held_out, seed=market_seed)
-    train, test = (market_for_split(bars, features, CONTRACTS["NQ"], environment_params, split)
+    train, test = (market_for_split(bars, features, resolve_contract(market_params), environment_params, split)
                    for split in ("train", "test"))
 
     def backtest_env():
