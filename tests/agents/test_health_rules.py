@@ -6,6 +6,7 @@ import math
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from hybrid_trader.agents.health import METRICS, HealthMetric, health_notes, health_report, measure, render_markdown
@@ -167,3 +168,20 @@ def test_markdown_has_the_verdict_the_table_the_definitions_and_the_notes():
         "| a | n/a | 0.123 | > 0.1 | PASS |\n\n"
         "## Definitions\n\n"
         "- **a**: A's definition.\n")
+
+
+def test_the_overfitting_gap_counts_one_unit_per_thousand_dollars_whatever_the_reward_scale():
+    from hybrid_trader.agents.phase3 import reward_gap
+
+    train = pd.DataFrame({"net_pnl": [500.0, -250.0, 1_000.0], "end_reason": ["session_end", "session_end",
+                                                                             "session_end"]})
+    validation = pd.DataFrame({"net_pnl": [-2_600.0, 400.0], "end_reason": ["drawdown_breach", "session_end"]})
+    gap = reward_gap(train, validation, breach_penalty_dollars=1_000.0)
+    # Train: (0.5 - 0.25 + 1.0) / 3 = 0.41667; validation: (-2.6 - 1.0 + 0.4) / 2 = -1.6.
+    assert gap["train_mean_reward"] == pytest.approx(1.25 / 3)
+    assert gap["validation_mean_reward"] == pytest.approx(-1.6)
+    assert gap["gap"] == pytest.approx(1.25 / 3 + 1.6)
+    # Sample variances (ddof 1): train 0.395833, validation 8.0 (scores -3.6 and 0.4).
+    assert gap["gap_standard_error"] == pytest.approx(np.sqrt(0.3958333 / 3 + 8.0 / 2), rel=1e-6)
+    assert (gap["train_sessions"], gap["validation_sessions"]) == (3, 2)
+    assert gap["validation_mean_net_pnl"] == pytest.approx(-1_100.0)

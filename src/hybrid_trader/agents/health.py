@@ -84,8 +84,10 @@ METRICS: tuple[HealthMetric, ...] = (
                  "Mean length in bars of the training episodes that ended during the run.", 19.9, 80,
                  strict=True),
     HealthMetric("overfitting_gap",
-                 "Mean episode reward on train sessions minus on validation sessions: deterministic, masked, "
-                 "full-session episodes of the final hybrid policy, the same number of sessions on each side.",
+                 "Mean episode reward on train sessions minus on validation sessions, the reward counted at "
+                 "one unit per $1,000 whatever reward_scale is: a session scores (net P&L - the breach "
+                 "penalty's dollars if it breached) / 1,000. Deterministic, masked, full-session episodes of "
+                 "the final hybrid policy, the same number of sessions on each side.",
                  1.55, high=0.5, strict=True),
     HealthMetric("clean_exit",
                  "Training ended without interruption, the advisor's worker stopped when asked (not "
@@ -107,7 +109,8 @@ def measure(updates: Sequence[Mapping[str, Any]], telemetry_rates: Mapping[str, 
             (:attr:`~hybrid_trader.agents.phase3.WarmupCallback.updates`).
         telemetry_rates: :meth:`~hybrid_trader.agents.advised_env.AdvisorTelemetry.rates` of training.
         episode_lengths: Lengths of the training episodes that ended.
-        overfitting_gap: Train minus validation mean episode reward.
+        overfitting_gap: Train minus validation mean episode reward at one unit per $1,000
+            (:func:`~hybrid_trader.agents.phase3.reward_gap`).
         clean_exit: See the metric.
     """
     full = [u for u in updates if not u["adapter_only"]]

@@ -30,7 +30,7 @@ from hybrid_trader.markets import ContractSpec
 from hybrid_trader.agents.phase2 import PPOConfig, TrainingResult, ppo_kwargs, train_masked_ppo
 
 __all__ = ["Phase3Config", "start_worker", "WarmupCallback", "AdvisorTelemetryCallback", "train_phase3", "make_advised_env",
-           "backtest_hybrid", "overfitting_gap"]
+           "backtest_hybrid", "overfitting_gap", "reward_gap", "GAP_UNIT_DOLLARS"]
 
 logger = logging.getLogger(__name__)
 
@@ -268,19 +268,39 @@ def backtest_hybrid(model: MaskablePPO, env: AdvisedVecEnv, llm_weight: float | 
         model.policy.llm_weight_override = None
 
 
-def overfitting_gap(model: MaskablePPO, train_env: AdvisedVecEnv, validation_env: AdvisedVecEnv) -> dict[str, Any]:
-    """Mean episode reward on train sessions minus on validation sessions (the environments
-    should hold the same number of sessions), with both means, the session counts and the
-    gap's standard error ``sqrt(s_train^2 / n_train + s_validation^2 / n_validation)``
-    (sample standard deviations of the sessions' rewards)."""
-    train = backtest_hybrid(model, train_env)
-    validation = backtest_hybrid(model, validation_env)
-    standard_error = float(np.sqrt(train["reward"].var(ddof=1) / len(train)
-                                   + validation["reward"].var(ddof=1) / len(validation)))
-    return {"train_mean_reward": float(train["reward"].mean()),
-            "validation_mean_reward": float(validation["reward"].mean()),
+# The overfitting gap's unit: one per $1,000, the reward unit the health target (< 0.5) was
+# adopted with, so that reward_scale (a tuning knob) cannot move the metric.
+GAP_UNIT_DOLLARS = 1_000.0
+
+
+def reward_gap(train: pd.DataFrame, validation: pd.DataFrame, breach_penalty_dollars: float) -> dict[str, Any]:
+    """Train minus validation mean session score, a session's score being its episode reward
+    at one unit per $1,000: ``(net_pnl - breach_penalty_dollars x breached) / 1,000``
+    (``breached``: the episode ended by a drawdown breach). Also both means, the session
+    counts, the mean net P&L of each side, and the gap's standard error
+    ``sqrt(s_train^2 / n_train + s_validation^2 / n_validation)`` (sample standard
+    deviations of the sessions' scores).
+    """
+    def scores(episodes: pd.DataFrame) -> pd.Series:
+        breached = (episodes["end_reason"] == "drawdown_breach").astype(float)
+        return (episodes["net_pnl"] - breach_penalty_dollars * breached) / GAP_UNIT_DOLLARS
+
+    train_scores, validation_scores = scores(train), scores(validation)
+    standard_error = float(np.sqrt(train_scores.var(ddof=1) / len(train_scores)
+                                   + validation_scores.var(ddof=1) / len(validation_scores)))
+    return {"train_mean_reward": float(train_scores.mean()),
+            "validation_mean_reward": float(validation_scores.mean()),
             "train_sessions": int(len(train)), "validation_sessions": int(len(validation)),
             "train_mean_net_pnl": float(train["net_pnl"].mean()),
             "validation_mean_net_pnl": float(validation["net_pnl"].mean()),
-            "gap": float(train["reward"].mean() - validation["reward"].mean()),
+            "gap": float(train_scores.mean() - validation_scores.mean()),
             "gap_standard_error": standard_error}
+
+
+def overfitting_gap(model: MaskablePPO, train_env: AdvisedVecEnv, validation_env: AdvisedVecEnv) -> dict[str, Any]:
+    """:func:`reward_gap` of the hybrid policy's backtests on train and validation sessions
+    (the environments should hold the same number of sessions), the breach penalty counted
+    at its dollars (``breach_penalty / reward_scale``)."""
+    config = train_env.engine.config
+    return reward_gap(backtest_hybrid(model, train_env), backtest_hybrid(model, validation_env),
+                      config.breach_penalty / config.reward_scale)
