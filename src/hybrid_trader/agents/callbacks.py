@@ -59,7 +59,10 @@ class MlflowOutputFormat(KVWriter):
         for key, value in metrics.items():
             self.history.setdefault(key, []).append((int(step), value))
         if metrics and mlflow.active_run() is not None:
-            mlflow.log_metrics(metrics, step=int(step))
+            # Ctrl-C inside the tracking store's commit left its SQLite file locked, and ending the
+            # run KILLED then failed ("database is locked").
+            with _sigint_deferred():
+                mlflow.log_metrics(metrics, step=int(step))
 
     def close(self) -> None:
         pass
@@ -105,8 +108,8 @@ class EpisodeStatsCallback(BaseCallback):
 
 @contextmanager
 def _sigint_deferred():
-    """Hold Ctrl-C back while a checkpoint is written, then raise it: a file is never
-    left half-written by an interrupt."""
+    """Hold Ctrl-C back while a checkpoint or a metric is written, then raise it: a file or
+    a tracking-store transaction is never left half-done by an interrupt."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
