@@ -42,42 +42,18 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import OmegaConf
 
 from hybrid_trader.agents.backtest import random_policy, sb3_policy
 from hybrid_trader.agents.phase2 import PPOConfig, train_phase2
 from hybrid_trader.env.factory import make_vec_env, market_for_split
 from hybrid_trader.env.market import MarketData
-from hybrid_trader.features.bar_features import compute_bar_features
-from hybrid_trader.market_data.clean import CleaningConfig, ingest_bars
-from hybrid_trader.market_data.synthetic import SyntheticMarketConfig, generate_synthetic_bars
 from hybrid_trader.markets import resolve_contract
-from hybrid_trader.pipelines.data_split.nodes import fit_feature_scaler, scale_features, split_trading_days
+
+from benchmarks.default_market import base_conf, default_frames
 
 UNITS = ("dollars", "risk")
 DIAGNOSTICS = ("value_loss", "explained_variance", "approx_kl")  # SB3's last logged value of each
 Policy = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-
-def load_conf() -> dict[str, Any]:
-    def load(name: str) -> dict[str, Any]:
-        return OmegaConf.to_container(OmegaConf.load(f"conf/base/{name}"))
-
-    catalog = load("catalog.yml")["raw_bars"]
-    return {"raw": {k: catalog[k] for k in ("n_days", "seed", "start_date", "start_price")},
-            **load("parameters.yml"), **load("parameters_data_ingestion.yml"),
-            **load("parameters_data_split.yml"), **load("parameters_phase2.yml")}
-
-
-def default_frames(conf: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Clean bars and scaled features with their ``split``, as the pipeline makes them."""
-    raw = generate_synthetic_bars(SyntheticMarketConfig(**conf["raw"]))
-    result = ingest_bars(raw, CleaningConfig(**conf["data_ingestion"]), source="default synthetic market",
-                         contract=resolve_contract(conf["market"]))
-    features = compute_bar_features(result.bars, result.sessions)
-    day_splits, _ = split_trading_days(result.bars, conf["data_split"])
-    scaler = fit_feature_scaler(features, day_splits, conf["scaling"])
-    return result.bars, scale_features(features, day_splits, scaler)
 
 
 def session_volatility(market: MarketData) -> np.ndarray:
@@ -156,10 +132,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     began = time.time()
-    conf = load_conf()
+    conf = base_conf()
     environment, ppo = conf["environment"], conf["phase2"]["ppo"]
     steps = args.steps or ppo["total_timesteps"]
-    bars, features = default_frames(conf)
+    bars, features, _ = default_frames(conf)
     contract = resolve_contract(conf["market"])
     train, validation = (market_for_split(bars, features, contract, environment, split)
                          for split in ("train", "validation"))

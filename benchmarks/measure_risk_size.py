@@ -55,7 +55,6 @@ import time
 
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
 
 from hybrid_trader.agents.backtest import random_policy
 from hybrid_trader.env.actions import Action
@@ -63,35 +62,14 @@ from hybrid_trader.env.engine import END_REASONS, EngineConfig, TradingEngine
 from hybrid_trader.env.market import MarketData, parse_clock
 from hybrid_trader.evaluation.metrics import sharpe_ratio
 from hybrid_trader.evaluation.risk import apex_path
-from hybrid_trader.features.bar_features import compute_bar_features
-from hybrid_trader.market_data.clean import CleaningConfig, ingest_bars
-from hybrid_trader.market_data.synthetic import SyntheticMarketConfig, generate_synthetic_bars
 from hybrid_trader.markets import CONTRACTS
-from hybrid_trader.pipelines.data_split.nodes import fit_feature_scaler, scale_features
+
+from benchmarks.default_market import base_conf, default_frames
 
 SIZES = (("1 NQ", "NQ", 1), ("5 MNQ", "MNQ", 5), ("3 MNQ", "MNQ", 3), ("2 MNQ", "MNQ", 2), ("1 MNQ", "MNQ", 1))
 HOLD_BARS = 60
 _SIDE_OF_REGIME = {"trending_up": 1, "trending_down": -1}
 _BREACH = END_REASONS.index("drawdown_breach")
-
-
-def default_frames(n_days: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
-    """Clean bars, scaled features and each session's hidden regime, as the default run makes them.
-
-    The scaler is fitted on every day: no agent here reads an observation, and the engine's
-    masks and ATR do not depend on the scaling.
-    """
-    catalog = OmegaConf.to_container(OmegaConf.load("conf/base/catalog.yml"))["raw_bars"]
-    market_args = {k: v for k, v in catalog.items() if k not in ("type", "metadata")}
-    raw = generate_synthetic_bars(SyntheticMarketConfig(**{**market_args, "n_days": n_days, "seed": seed}))
-    ingestion = OmegaConf.to_container(OmegaConf.load("conf/base/parameters_data_ingestion.yml"))["data_ingestion"]
-    result = ingest_bars(raw, CleaningConfig(**ingestion), source="synthetic market")
-    features = compute_bar_features(result.bars, result.sessions)
-    split = OmegaConf.to_container(OmegaConf.load("conf/base/parameters_data_split.yml"))
-    day_splits = pd.DataFrame({"session_date": np.sort(features["session_date"].unique()), "split": "train"})
-    scaled = scale_features(features, day_splits, fit_feature_scaler(features, day_splits, split["scaling"]))
-    regimes = result.day_regimes.set_index("session_date")["regime"]
-    return result.bars, scaled, regimes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,8 +165,9 @@ def main() -> None:
     parser.add_argument("--policy-seed", type=int, default=0, help="seed of the engine's random agent")
     args = parser.parse_args()
     began = time.perf_counter()
-    environment = OmegaConf.to_container(OmegaConf.load("conf/base/parameters.yml"))["environment"]
-    bars, features, regimes = default_frames(args.n_days, args.seed)
+    conf = base_conf()
+    environment = conf["environment"]
+    bars, features, regimes = default_frames({**conf, "raw": {**conf["raw"], "n_days": args.n_days, "seed": args.seed}})
     sessions = sessions_of(bars, regimes, environment["entry_window"])
     n = len(sessions.last)
     rng = np.random.default_rng(args.seed + 1)

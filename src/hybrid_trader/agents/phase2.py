@@ -155,19 +155,18 @@ class SessionEvalCallback(EventCallback):
         self.eval_env, self.n_sessions, self.eval_freq = eval_env, n_sessions, eval_freq
         self.best_model_save_path = Path(best_model_save_path)
         self.best_mean_reward = -float("inf")
-        self.last_mean_reward = -float("inf")
 
     def _on_step(self) -> bool:
         if self.eval_freq <= 0 or self.n_calls % self.eval_freq:
             return True
         episodes = run_backtest(self.eval_env, sb3_policy(self.model), sessions=self.n_sessions)
-        self.last_mean_reward = float(episodes["reward"].mean())
-        self.logger.record("eval/mean_reward", self.last_mean_reward)
+        mean_reward = float(episodes["reward"].mean())
+        self.logger.record("eval/mean_reward", mean_reward)
         self.logger.record("eval/mean_ep_length", float(episodes["steps"].mean()))
         self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
         self.logger.dump(self.num_timesteps)
-        if self.last_mean_reward > self.best_mean_reward:
-            self.best_mean_reward = self.last_mean_reward
+        if mean_reward > self.best_mean_reward:
+            self.best_mean_reward = mean_reward
             self.best_model_save_path.mkdir(parents=True, exist_ok=True)
             self.model.save(self.best_model_save_path / "best_model")
             return self._on_event()
