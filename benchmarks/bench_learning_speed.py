@@ -36,7 +36,7 @@ import torch
 from omegaconf import OmegaConf
 from sb3_contrib import MaskablePPO
 
-from hybrid_trader.agents.backtest import backtest_env_count, run_backtest, sb3_policy
+from hybrid_trader.agents.backtest import backtest_vec_env, run_backtest, sb3_policy
 from hybrid_trader.agents.phase2 import PPOConfig, ppo_kwargs
 from hybrid_trader.env.factory import make_vec_env, market_for_split
 from hybrid_trader.evaluation.learning import learning_figures, oracle_policy, planted_frames, split_directions
@@ -94,8 +94,7 @@ def main() -> None:
     directions = split_directions(bars, features, "test", edge)
 
     def backtest_env():
-        return make_vec_env(test, environment, n_envs=backtest_env_count(test.n_sessions), phase=2,
-                            episode_mode="full_session")
+        return backtest_vec_env(test, environment)
 
     oracle_env = backtest_env()
     oracle = run_backtest(oracle_env, oracle_policy(oracle_env, directions))

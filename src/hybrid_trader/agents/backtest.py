@@ -15,9 +15,12 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from hybrid_trader.env.factory import make_vec_env
+from hybrid_trader.env.market import MarketData
 from hybrid_trader.env.vec_env import TradingVecEnv
 
-__all__ = ["Policy", "BACKTEST_ENVS", "backtest_env_count", "run_backtest", "summarize", "flat_policy", "random_policy", "sb3_policy"]
+__all__ = ["Policy", "BACKTEST_ENVS", "backtest_env_count", "backtest_vec_env", "run_backtest",
+           "summarize", "flat_policy", "random_policy", "sb3_policy"]
 
 Policy = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -56,6 +59,15 @@ BACKTEST_ENVS = 64
 def backtest_env_count(n_sessions: int) -> int:
     """How many environments a backtest over ``n_sessions`` sessions steps together."""
     return max(1, min(int(n_sessions), BACKTEST_ENVS))
+
+
+def backtest_vec_env(market: MarketData, environment_params: dict[str, Any], *, seed: int | None = None,
+                     **overrides: Any) -> TradingVecEnv:
+    """A Phase 2 ``full_session`` environment over ``market`` for :func:`run_backtest`, with
+    :func:`backtest_env_count` accounts and the configured rules (``overrides`` as in
+    :func:`~hybrid_trader.env.factory.make_vec_env`)."""
+    return make_vec_env(market, environment_params, n_envs=backtest_env_count(market.n_sessions), phase=2, seed=seed,
+                        episode_mode="full_session", **overrides)
 
 
 def run_backtest(env: TradingVecEnv | Any, policy: Policy, trace: bool = False, sessions: int | None = None) -> Any:

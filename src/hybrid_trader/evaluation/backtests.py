@@ -25,11 +25,13 @@ import numpy as np
 import pandas as pd
 
 from hybrid_trader.advisor.schedule import QueryScheduleConfig
-from hybrid_trader.agents.backtest import backtest_env_count, flat_policy, random_policy, run_backtest, sb3_policy
+from hybrid_trader.agents.backtest import (
+    backtest_env_count, backtest_vec_env, flat_policy, random_policy, run_backtest, sb3_policy,
+)
 from hybrid_trader.agents.fusion import ADVICE_PRESENT, ADVICE_PROBABILITIES
 from hybrid_trader.agents.phase3 import Phase3Config, make_advised_env
 from hybrid_trader.env.actions import Action
-from hybrid_trader.env.factory import make_vec_env, market_for_split, split_days
+from hybrid_trader.env.factory import market_for_split, split_days
 from hybrid_trader.evaluation.metrics import (
     deflated_sharpe_ratio, max_drawdown, probabilistic_sharpe_ratio, sharpe_ratio, sortino_ratio, trade_statistics,
 )
@@ -88,8 +90,7 @@ def run_agent(agent: str, split: str, cost_multiple: float, setup: BacktestSetup
     if agent in ("flat", "buy_and_hold", "random", "phase2", "oracle"):
         market = market_for_split(setup.clean_bars, setup.model_input_features, contract, env_params, split)
         overrides = {"stop_atr_multiple": _NO_STOP} if agent == "buy_and_hold" else {}
-        env = make_vec_env(market, env_params, n_envs=backtest_env_count(market.n_sessions), phase=2,
-                           episode_mode="full_session", **overrides)
+        env = backtest_vec_env(market, env_params, **overrides)
         if agent == "oracle":
             directions = split_directions(setup.clean_bars, setup.model_input_features, split, setup.planted_edge)
             return run_backtest(env, oracle_policy(env, directions), trace=True)

@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from hybrid_trader.agents.backtest import Policy, backtest_env_count, run_backtest, sb3_policy
+from hybrid_trader.agents.backtest import Policy, backtest_vec_env, run_backtest, sb3_policy
 from hybrid_trader.agents.phase2 import PPOConfig, train_phase2
 from hybrid_trader.env.actions import Action
 from hybrid_trader.env.factory import make_vec_env, market_for_split, split_days
@@ -275,8 +275,7 @@ def phase2_learning_run(edge: PlantedEdge | None, ppo_params: dict[str, Any], en
                    for split in ("train", "test"))
 
     def backtest_env():
-        return make_vec_env(test, environment_params, n_envs=backtest_env_count(test.n_sessions), phase=2,
-                            episode_mode="full_session")
+        return backtest_vec_env(test, environment_params)
 
     train_env = make_vec_env(train, environment_params, n_envs=config.n_envs, phase=2, seed=config.seed)
     model = train_phase2(config, train_env, backtest_env(), 1, work_dir, progress_bar=False).model

@@ -10,7 +10,9 @@ from typing import Any
 import mlflow
 import pandas as pd
 
-from hybrid_trader.agents.backtest import backtest_env_count, flat_policy, random_policy, run_backtest, sb3_policy, summarize
+from hybrid_trader.agents.backtest import (
+    backtest_vec_env, flat_policy, random_policy, run_backtest, sb3_policy, summarize,
+)
 from hybrid_trader.agents.phase2 import PPOConfig, TrainingInterrupted, train_phase2
 from hybrid_trader.agents.registry import register_model
 from hybrid_trader.agents.serving import TradingRules
@@ -58,8 +60,7 @@ def train_phase2_policy(
     val_market = market_for_split(clean_bars, model_input_features, contract, environment_params, "validation")
     train_env = make_vec_env(train_market, environment_params, n_envs=config.n_envs, phase=2, seed=config.seed,
                              episode_mode="random_start")
-    eval_env = make_vec_env(val_market, environment_params, n_envs=backtest_env_count(val_market.n_sessions), phase=2,
-                            seed=config.seed, episode_mode="full_session")
+    eval_env = backtest_vec_env(val_market, environment_params, seed=config.seed)
     try:
         result = train_phase2(config, train_env, eval_env, val_market.n_sessions, Path(phase2_params["work_dir"]),
                               resume=phase2_params["resume"], progress_bar=phase2_params["progress_bar"])
@@ -96,9 +97,7 @@ def evaluate_phase2_policy(
     market = market_for_split(clean_bars, model_input_features, contract, environment_params, "validation")
 
     def backtest(policy) -> dict[str, Any]:
-        env = make_vec_env(market, environment_params, n_envs=backtest_env_count(market.n_sessions), phase=2,
-                           episode_mode="full_session")
-        return summarize(run_backtest(env, policy))
+        return summarize(run_backtest(backtest_vec_env(market, environment_params), policy))
 
     report = {
         "split": "validation",
