@@ -25,6 +25,7 @@ from hybrid_trader.advisor.worker import AsyncAdvisor, ProcessAdvisor
 from hybrid_trader.agents.adapter import phase3_from_phase2, set_adapter_only, trainable_parameters, validate_warmup
 from hybrid_trader.agents.advised_env import AdvisedVecEnv, AdvisorTelemetry, advisor_market_inputs
 from hybrid_trader.agents.backtest import run_backtest, sb3_policy
+from hybrid_trader.agents.fusion import validate_fusion
 from hybrid_trader.env.factory import make_vec_env, market_for_split, split_days
 from hybrid_trader.markets import ContractSpec
 from hybrid_trader.agents.phase2 import PPOConfig, TrainingResult, ppo_kwargs, train_masked_ppo
@@ -44,7 +45,10 @@ class Phase3Config:
         adapter_warmup_steps: Steps during which only the adapter trains; must be shorter
             than ``ppo.total_timesteps``.
         llm_weight: ``w`` of the fusion ``(1 - w) pi_RL + w pi_LLM``, in [0, 1).
-        learn_llm_weight: Learn ``w`` (as ``sigmoid(theta)``, starting at ``llm_weight``).
+        learn_llm_weight: Learn ``w`` (as ``sigmoid(theta)``, starting at ``llm_weight``);
+            ``fixed`` and ``confidence`` fusion only.
+        fusion: How ``w`` becomes each bar's weight: ``fixed``, ``confidence``,
+            ``learned_gate`` or ``observation`` (:mod:`~hybrid_trader.agents.fusion`).
         critic_adapter: Give the value network its own adapter (same initialisation).
         use_advisor: Ask the advisor at all (``False``: RL only, no queries).
         queries: When environments ask (:class:`QueryScheduleConfig`).
@@ -59,6 +63,7 @@ class Phase3Config:
     adapter_warmup_steps: int = 10_000
     llm_weight: float = 0.2
     learn_llm_weight: bool = False
+    fusion: str = "fixed"
     critic_adapter: bool = True
     use_advisor: bool = True
     queries: QueryScheduleConfig = field(default_factory=QueryScheduleConfig)
@@ -69,8 +74,7 @@ class Phase3Config:
 
     def __post_init__(self) -> None:
         validate_warmup(self.adapter_warmup_steps, self.ppo.total_timesteps)
-        if not 0.0 <= self.llm_weight < 1.0:
-            raise ValueError("phase3.llm_weight must be in [0, 1)")
+        validate_fusion(self.fusion, self.llm_weight, self.learn_llm_weight)
         if self.query_mode not in ("sync", "async"):
             raise ValueError("phase3.advisor_queries.mode must be 'sync' or 'async'")
         if self.worker not in ("process", "thread"):
@@ -85,7 +89,7 @@ class Phase3Config:
         worker = queries.pop("worker", "process")
         return cls(ppo=PPOConfig(**params["ppo"]), adapter_warmup_steps=int(params["adapter_warmup_steps"]),
                    llm_weight=float(params["llm_weight"]), learn_llm_weight=bool(params["learn_llm_weight"]),
-                   critic_adapter=bool(params.get("critic_adapter", True)),
+                   fusion=str(params.get("fusion", "fixed")), critic_adapter=bool(params.get("critic_adapter", True)),
                    use_advisor=bool(params["use_advisor"]), queries=QueryScheduleConfig(**queries),
                    query_mode=mode, max_advice_age=int(max_age), worker_batch_size=int(batch), worker=worker)
 
@@ -171,8 +175,10 @@ class WarmupCallback(BaseCallback):
 
 class AdvisorTelemetryCallback(BaseCallback):
     """Per rollout, the advisor's figures over that rollout (``advisor/<rate>``, see
-    :meth:`AdvisorTelemetry.rates`), its failures and abstentions so far, and ``w``;
-    also one console line per rollout."""
+    :meth:`AdvisorTelemetry.rates`), its failures and abstentions so far, and ``w`` (in the
+    gated fusion modes, the mean effective weight over the rollout's advised steps,
+    :meth:`~hybrid_trader.agents.fusion.FusedMaskablePolicy.rollout_llm_weight`); also one
+    console line per rollout."""
 
     def __init__(self, env: AdvisedVecEnv) -> None:
         super().__init__()
@@ -196,8 +202,9 @@ class AdvisorTelemetryCallback(BaseCallback):
             self.logger.record("advisor/disabled", float(advisor.stats.disabled))
         if self.env.worker is not None:
             self.logger.record("advisor/worker_waiting", float(self.env.worker.waiting))
-        weight = float(self.model.policy.llm_weight().detach())
-        self.logger.record("phase3/llm_weight", weight)
+        weight = self.model.policy.rollout_llm_weight()  # gated modes: the rollout's mean effective weight
+        if np.isfinite(weight):
+            self.logger.record("phase3/llm_weight", weight)
         logger.info("Phase 3 step %d: query rate %.1f%%, cache hits %.0f%%, advice on %.0f%% of steps, "
                     "confidence %.2f, disagreement %.0f%%, override %.1f%%, advisor %.2f ms/step, w %.2f",
                     self.num_timesteps, 100 * window["query_rate"], 100 * np.nan_to_num(window["cache_hit_rate"]),
@@ -225,7 +232,8 @@ def train_phase3(
     """
     def build() -> MaskablePPO:
         return phase3_from_phase2(phase2, train_env, llm_weight=config.llm_weight,
-                                  learn_llm_weight=config.learn_llm_weight, critic_adapter=config.critic_adapter,
+                                  learn_llm_weight=config.learn_llm_weight, fusion=config.fusion,
+                                  critic_adapter=config.critic_adapter,
                                   **ppo_kwargs(config.ppo))
 
     def attach(model: MaskablePPO) -> None:
