@@ -34,7 +34,7 @@ import pandas as pd
 from hybrid_trader.advisor.backend import BackendConfig, TransformersBackend
 from hybrid_trader.advisor.cache import AdviceCache, advice_key
 from hybrid_trader.advisor.parsing import parse_answer
-from hybrid_trader.advisor.prompts import ANSWER_WORDS, Buckets, PromptBuilder, PromptTemplate
+from hybrid_trader.advisor.prompts import ANSWER_WORDS, PromptBuilder
 from hybrid_trader.env.actions import N_ACTIONS, Action
 
 __all__ = ["AdvisorConfig", "Advice", "AdvisorStats", "Advisor"]
@@ -109,10 +109,7 @@ class Advisor:
     @classmethod
     def from_params(cls, params: Mapping[str, Any], cache: AdviceCache | None = None) -> "Advisor":
         """Build from the ``advisor`` parameters; raises ``AdvisorUnavailable`` before any training."""
-        prompt = params["prompt"]
-        builder = PromptBuilder(PromptTemplate(str(prompt["version"]), prompt["prefix"], prompt["state"],
-                                               prompt.get("generate_prefix", "")),
-                                Buckets(**prompt.get("buckets", {})))
+        builder = PromptBuilder.from_params(params["prompt"])
         config = AdvisorConfig(method=params["method"], calibrate=params["calibrate"],
                                max_consecutive_failures=params["max_consecutive_failures"], **params["generate"])
         backend = TransformersBackend.load(BackendConfig(**params["model"]))
@@ -202,6 +199,31 @@ class Advisor:
                               error="" if has_advice[i] else reason_i)
                 self._responses.append(record)
         return Advice(probabilities, confidence, has_advice, hit, prompts, latency)
+
+    def distributions(self, texts: Sequence[str], options: tuple[int, ...], batch_size: int = 16) -> np.ndarray:
+        """``(len(texts), N_ACTIONS)`` answers to prompt state texts (as :meth:`PromptBuilder.state_text`
+        writes them) with the same allowed ``options``: from the cache, the rest from the model in
+        batches of ``batch_size`` (and then cached). NaN rows where the model gave no advice."""
+        options = tuple(int(a) for a in options)
+        out = np.full((len(texts), N_ACTIONS), np.nan)
+        keys = [self._key(t, options) for t in texts]
+        todo: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            cached = self.cache.get(key)
+            if cached is not None:
+                out[i] = cached[0]
+            else:
+                todo.setdefault(key, []).append(i)
+        pending = list(todo.items())
+        for start in range(0, len(pending), batch_size):
+            chunk = pending[start: start + batch_size]
+            if self.stats.disabled:
+                break
+            for (key, rows), answer in zip(chunk, self._ask(options, [texts[rows[0]] for _, rows in chunk])):
+                if answer is not None:
+                    self.cache.put(key, answer, float(np.max(answer)))
+                    out[rows] = answer
+        return out
 
     def _render(self, state: Mapping[str, Any], options: tuple[int, ...]) -> str | None:
         try:

@@ -20,10 +20,20 @@ import torch
 from hybrid_trader.advisor.advisor import Advisor
 from hybrid_trader.env.actions import N_ACTIONS, Action
 from hybrid_trader.features.registry import RTH_MINUTES
+from hybrid_trader.features.scaling import VOL_RATIO, FeatureScaler, session_vol_ratio
 
-__all__ = ["ADVISOR_MARKET_INPUTS", "flat_states", "prescore"]
+__all__ = ["ADVISOR_MARKET_INPUTS", "advisor_bar_features", "flat_states", "prescore"]
 
-ADVISOR_MARKET_INPUTS = ("sma50_slope", "adx14", "rsi14", "momentum30", "vwap_distance", "volatility_percentile", "atr14")
+ADVISOR_MARKET_INPUTS = ("sma50_slope", "adx14", "rsi14", "momentum30", "vwap_distance", "volatility_percentile", "atr14",
+                         "minutes_since_open", "session_move_atr", VOL_RATIO)
+
+
+def advisor_bar_features(bar_features: pd.DataFrame, scaler: FeatureScaler) -> pd.DataFrame:
+    """``bar_features`` with the raw ``session_vol_ratio`` that the prompt reads, from the
+    scaler's train-fitted volatility profile (so no other days enter it); NaN everywhere
+    for a scaler without a profile."""
+    ratio = session_vol_ratio(bar_features, scaler.vol_profile) if scaler.vol_profile else np.nan
+    return bar_features.assign(**{VOL_RATIO: ratio})
 
 
 def flat_states(bar_features: pd.DataFrame, drawdown_limit: float) -> list[dict[str, Any]]:

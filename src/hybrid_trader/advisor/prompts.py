@@ -14,12 +14,24 @@ situations give equal prompt text, which is what makes the answer cache work:
   and rounded to ``vwap_step_atr``;
 * ``volatility``: ``low`` / ``normal`` / ``high`` volatility percentile (terciles);
 * ``atr``: ATR-14 in points, rounded to ``atr_step_points``;
+* ``time``: the New York clock time that starts the ``time_step_minutes``-wide
+  slot holding the bar (e.g. ``12:30``), from ``minutes_since_open``;
+* ``move``: the session's move from its first open in ATR, with its side, in
+  the ranges that ``move_edges_atr`` bound (edges 5, 15: ``up 0-5 ATR``,
+  ``down 5-15 ATR``, ``up 15+ ATR``), from ``session_move_atr``;
+* ``session_vol``: ``below usual`` / ``usual`` / ``above usual``: the session's
+  realised volatility so far relative to the train days' usual for the same
+  minutes (``session_vol_ratio``, :mod:`hybrid_trader.features.scaling`) below
+  ``vol_low`` or above ``vol_high``; ``unknown`` where it is undefined (a
+  session's first bar);
+* ``strength``: ``strong`` / ``weak`` trend: ADX-14 at or above ``strong_trend_adx``, or below;
 * ``position``: ``Flat`` / ``Long`` / ``Short``; ``pnl``: open P&L in dollars,
   rounded to ``pnl_step``; ``buffer``: drawdown buffer in dollars, rounded
   down to ``buffer_step``; ``minutes_left``: the ``minutes_step``-wide range
   holding the minutes to the flat deadline (e.g. ``120-240``).
 
-Inputs are raw (unscaled) values named as in the observation registry, plus
+Inputs are raw (unscaled) values named as in the observation registry
+(``session_vol_ratio`` as the feature scaler computes it, before scaling), plus
 ``unrealized_pnl`` and ``drawdown_buffer`` in dollars and ``minutes_to_flat``
 in minutes.
 """
@@ -31,11 +43,16 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from hybrid_trader.env.actions import Action
+from hybrid_trader.features.registry import RTH_MINUTES
 
 __all__ = ["PromptTemplate", "Buckets", "PromptBuilder", "STATE_INPUTS", "ANSWER_WORDS"]
 
 STATE_INPUTS = ("sma50_slope", "adx14", "rsi14", "momentum30", "vwap_distance", "volatility_percentile",
-                "atr14", "position_side", "unrealized_pnl", "drawdown_buffer", "minutes_to_flat")
+                "atr14", "minutes_since_open", "session_move_atr", "session_vol_ratio",
+                "position_side", "unrealized_pnl", "drawdown_buffer", "minutes_to_flat")
+_FIELDS = ("trend", "rsi", "momentum", "vwap", "volatility", "atr", "time", "move", "strength", "session_vol", "position",
+           "pnl", "buffer", "minutes_left")
+_RTH_OPEN_MINUTE = 9 * 60 + 30  # 09:30 New York
 # The word that answers with each action (scored as whole words).
 ANSWER_WORDS = {Action.HOLD: "HOLD", Action.BUY: "BUY", Action.SELL: "SELL",
                 Action.MOVE_SL_TO_BREAKEVEN: "BREAKEVEN", Action.ENABLE_TRAILING_STOP: "TRAIL",
@@ -77,6 +94,15 @@ class Buckets:
     minutes_step: float = 120.0
     trend_slope_atr: float = 0.3
     strong_trend_adx: float = 25.0
+    time_step_minutes: float = 30.0
+    move_edges_atr: tuple[float, ...] = (5.0, 15.0)
+    vol_low: float = 0.8
+    vol_high: float = 1.25
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "move_edges_atr", tuple(float(e) for e in self.move_edges_atr))
+        if not self.move_edges_atr or any(e <= 0 for e in self.move_edges_atr):
+            raise ValueError("advisor.prompt.buckets.move_edges_atr must be a non-empty list of positive edges")
 
 
 def _round(value: float, step: float) -> float:
@@ -98,6 +124,12 @@ class PromptBuilder:
     template: PromptTemplate
     buckets: Buckets = field(default_factory=Buckets)
 
+    @classmethod
+    def from_params(cls, prompt: Mapping[str, Any]) -> "PromptBuilder":
+        """From the ``advisor.prompt`` parameters."""
+        return cls(PromptTemplate(str(prompt["version"]), prompt["prefix"], prompt["state"],
+                                  prompt.get("generate_prefix", "")), Buckets(**prompt.get("buckets", {})))
+
     def fields(self, state: Mapping[str, Any]) -> dict[str, str]:
         """The template's fields for ``state``, bucketed and in trader's units."""
         missing = [name for name in STATE_INPUTS if name not in state]
@@ -110,7 +142,21 @@ class PromptBuilder:
             direction = f"strong {direction}"
         percentile = float(state["volatility_percentile"])
         side = int(state["position_side"])
+        clock = _RTH_OPEN_MINUTE + _floor(float(state["minutes_since_open"]) * RTH_MINUTES, b.time_step_minutes)
+        move = float(state["session_move_atr"])
+        edges = (0.0, *sorted(float(e) for e in b.move_edges_atr))
+        above = [e for e in edges if abs(move) >= e]
+        if math.isnan(move) or not above:
+            raise ValueError(f"session_move_atr must be a number, got {move}")
+        low = above[-1]
+        span = f"{low:g}+" if low == edges[-1] else f"{low:g}-{edges[len(above)]:g}"
+        vol_ratio = float(state["session_vol_ratio"])
         return {
+            "time": f"{int(clock // 60):02d}:{int(clock % 60):02d}",
+            "move": f"{'down' if move < 0 else 'up'} {span} ATR",
+            "strength": "strong" if adx >= b.strong_trend_adx else "weak",
+            "session_vol": "unknown" if math.isnan(vol_ratio) else "below usual" if vol_ratio < b.vol_low
+            else "above usual" if vol_ratio > b.vol_high else "usual",
             "trend": direction,
             "rsi": f"{_round(float(state['rsi14']), b.rsi_step):.0f}",
             "momentum": f"{_round(_clip(100 * float(state['momentum30']), b.momentum_clip_pct), b.momentum_step_pct):+.1f}%",
@@ -131,7 +177,6 @@ class PromptBuilder:
 
     def content_free_text(self, allowed: tuple[int, ...]) -> str:
         """The same prompt with every value replaced by ``N/A`` (for contextual calibration)."""
-        blank = {name: "N/A" for name in ("trend", "rsi", "momentum", "vwap", "volatility", "atr", "position",
-                                           "pnl", "buffer", "minutes_left")}
+        blank = {name: "N/A" for name in _FIELDS}
         words = ", ".join(ANSWER_WORDS[Action(a)] for a in allowed)
         return self.template.state.format(**blank, allowed=words)

@@ -349,3 +349,35 @@ def render_skill_markdown(report: dict) -> str:
     lines += ["", "## Definitions", ""]
     lines += [f"- **{name}**: {text}." for name, text in FIGURE_DEFINITIONS.items()]
     return "\n".join(lines) + "\n"
+
+
+def template_fields(state_template: str, examples: pd.DataFrame) -> list[str]:
+    """The prompt fields that ``state_template`` shows (``{name}`` placeholders) and ``examples`` hold:
+    the logistic baseline reads exactly these."""
+    import string
+
+    names = [name for _, name, _, _ in string.Formatter().parse(state_template) if name]
+    return [name for name in dict.fromkeys(names) if name in examples.columns and examples[name].nunique() > 1]
+
+
+def evaluate_advisors(examples: pd.DataFrame, llm_answers: Mapping[str, Mapping[str, np.ndarray]],
+                      fields: list[str], *, splits: tuple[str, ...] = ("validation", "test"),
+                      **report_args: Any) -> dict:
+    """The skill report of always-BUY, the logistic baseline (fitted on the train rows of
+    ``examples`` over ``fields``) and each LLM advisor (``llm_answers[name][split]``: ``(n, 3)``
+    probabilities on that split's rows of ``examples``), on ``splits``.
+
+    ``examples`` has one row per bar: ``split``, ``session_date``, ``label``, ``forward_points``
+    and the prompt's fields (:func:`hybrid_trader.advisor.labels.advisor_examples`).
+    """
+    train = examples.loc[examples["split"] == "train"]
+    baseline = LogisticBaseline.fit(train[fields], train["label"].to_numpy())
+    rows = {split: examples.loc[examples["split"] == split].reset_index(drop=True) for split in splits}
+    advisors: dict[str, dict[str, np.ndarray]] = {
+        "always_buy": {split: always_buy(len(r)) for split, r in rows.items()},
+        "logistic": {split: baseline.predict_proba(r[fields]) for split, r in rows.items()},
+    }
+    advisors.update({name: dict(answers) for name, answers in llm_answers.items()})
+    report = skill_report(advisors, rows, **report_args)
+    report["logistic_fields"] = list(fields)
+    return report

@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from hybrid_trader.advisor.prescore import advisor_bar_features
 from hybrid_trader.features.bar_features import FEATURE_LOOKBACK_SESSIONS
 from hybrid_trader.features.scaling import FeatureScaler
 from hybrid_trader.splitting import SplitConfig, daily_statistics, split_days, split_summary
@@ -50,6 +51,11 @@ def fit_feature_scaler(
     rows = bar_features.loc[bar_features["session_date"].isin(train_days)]
     scaler = FeatureScaler.fit(rows, clip=scaling_params["clip"], fitted_on={"train_days": int(len(train_days))})
     return scaler.to_dict()
+
+
+def add_advisor_inputs(bar_features: pd.DataFrame, feature_scaler: dict[str, Any]) -> pd.DataFrame:
+    """The bar features with the advisor prompt's raw ``session_vol_ratio`` (train-fitted profile)."""
+    return advisor_bar_features(bar_features, FeatureScaler.from_dict(feature_scaler))
 
 
 def scale_features(bar_features: pd.DataFrame, day_splits: pd.DataFrame,

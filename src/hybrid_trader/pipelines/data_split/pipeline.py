@@ -3,6 +3,7 @@
 from kedro.pipeline import Node, Pipeline
 
 from hybrid_trader.pipelines.data_split.nodes import (
+    add_advisor_inputs,
     fit_feature_scaler,
     scale_features,
     split_trading_days,
@@ -36,6 +37,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["bar_features", "day_splits", "feature_scaler"],
                 outputs="model_input_features",
                 name="scale_features",
+            ),
+            Node(
+                func=add_advisor_inputs,
+                inputs=["bar_features", "feature_scaler"],
+                outputs="advisor_bar_features",
+                name="add_advisor_inputs",
             ),
         ]
     )

@@ -9,6 +9,7 @@ import pandas as pd
 
 from hybrid_trader.advisor.advisor import Advisor
 from hybrid_trader.advisor.cache import AdviceCache
+from hybrid_trader.advisor.finetune import with_adapter
 from hybrid_trader.advisor.prescore import flat_states, prescore
 from hybrid_trader.agents.phase3 import Phase3Config
 from hybrid_trader.evaluation.backtests import BacktestSetup, add_deflated_sharpe, backtest_metrics, run_agent
@@ -31,6 +32,7 @@ def backtest_agents(
     bar_features: pd.DataFrame,
     market_spec: dict[str, Any],
     advice_cache: AdviceCache,
+    advisor_adapter: dict[str, Any],
     synthetic_day_regimes: pd.DataFrame,
     environment_params: dict[str, Any],
     advisor_params: dict[str, Any],
@@ -46,7 +48,7 @@ def backtest_agents(
     """
     edge = PlantedEdge.from_params(evaluation_params.get("planted_edge"))
     check_planted_labels(edge, synthetic_day_regimes["regime"])  # before any work: the oracle must fit the data
-    advisor = Advisor.from_params(advisor_params, cache=advice_cache)
+    advisor = Advisor.from_params(with_adapter(advisor_params, advisor_adapter), cache=advice_cache)
     splits = list(evaluation_params["splits"])
     if evaluation_params["prescore_advice"]:  # the advisor's answers for these days' flat prompts
         days = model_input_features.loc[model_input_features["split"].isin(splits), "session_date"].unique()

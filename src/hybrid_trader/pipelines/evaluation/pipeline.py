@@ -19,8 +19,8 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 func=backtest_agents,
-                inputs=["phase2_best_policy", "phase3_policy", "clean_bars", "model_input_features", "bar_features",
-                        "market_spec", "advice_cache", "synthetic_day_regimes", "params:environment",
+                inputs=["phase2_best_policy", "phase3_policy", "clean_bars", "model_input_features",
+                        "advisor_bar_features", "market_spec", "advice_cache", "advisor_adapter", "synthetic_day_regimes", "params:environment",
                         "params:advisor", "params:phase3", "params:evaluation"],
                 outputs=["backtest_episodes", "backtest_steps"],
                 name="backtest_agents",

@@ -10,7 +10,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+import mlflow
+
 from hybrid_trader.advisor.advisor import Advisor
+from hybrid_trader.advisor.finetune import fit_advisor_adapter, with_adapter
+from hybrid_trader.advisor.labels import (
+    FLAT_OPTIONS, LABEL_ACTIONS, LABEL_WORDS, advisor_examples, describe_labels, round_trip_cost_points, soft_targets,
+)
+from hybrid_trader.advisor.prompts import PromptBuilder
 from hybrid_trader.advisor.cache import AdviceCache
 from hybrid_trader.advisor.prescore import flat_states, prescore
 from hybrid_trader.advisor.worker import AsyncAdvisor, ProcessAdvisor
@@ -22,14 +29,77 @@ from hybrid_trader.agents.phase3 import (
 from hybrid_trader.agents.registry import load_registered_sb3, register_model
 from hybrid_trader.agents.serving import TradingRules
 from hybrid_trader.env.factory import split_days
+from hybrid_trader.evaluation.advisor_skill import evaluate_advisors, render_skill_markdown, template_fields
+from hybrid_trader.market_data.synthetic import PlantedEdge
 from hybrid_trader.features.registry import HYBRID_DIM
 from hybrid_trader.pipelines.phase2.nodes import contract_from_spec, stop_training_run
 
 logger = logging.getLogger(__name__)
 
 
+def build_advisor_examples(clean_bars: pd.DataFrame, advisor_bar_features: pd.DataFrame, day_splits: pd.DataFrame,
+                           market_spec: dict[str, Any], advisor_params: dict[str, Any],
+                           environment_params: dict[str, Any], evaluation_params: dict[str, Any]) -> pd.DataFrame:
+    """Every flat tradable bar's prompt and the answer that paid off (the planted edge's oracle
+    on a planted market), with its split."""
+    edge = PlantedEdge.from_params(evaluation_params.get("planted_edge"))
+    examples = advisor_examples(
+        clean_bars, advisor_bar_features, day_splits, PromptBuilder.from_params(advisor_params["prompt"]),
+        horizon_bars=int(advisor_params["labels"]["horizon_bars"]),
+        cost_points=round_trip_cost_points(contract_from_spec(market_spec)),
+        drawdown_limit=environment_params["engine"]["drawdown_limit"],
+        entry_window=environment_params["entry_window"], edge=edge)
+    logger.info("Advisor examples (%s labels): %s", "oracle" if edge else "outcome", describe_labels(examples))
+    return examples
+
+
+def finetune_advisor(advisor_examples: pd.DataFrame, advisor_params: dict[str, Any]) -> dict[str, Any]:
+    """Fit (or reuse, when nothing changed) the advisor's LoRA adapter on the train rows; log it to MLflow."""
+    train = advisor_examples.loc[advisor_examples["split"] == "train"]
+    report = fit_advisor_adapter(soft_targets(train), advisor_params, advisor_params["finetune"]["work_dir"],
+                                 list(LABEL_WORDS))
+    if report.get("adapter_path") and mlflow.active_run() is not None:
+        mlflow.log_artifacts(report["adapter_path"], artifact_path="advisor_adapter")
+    return report
+
+
+def evaluate_advisor_skill(advisor_examples: pd.DataFrame, advisor_adapter: dict[str, Any], advice_cache: AdviceCache,
+                           market_spec: dict[str, Any], advisor_params: dict[str, Any],
+                           evaluation_params: dict[str, Any]) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """The skill report on validation and test bars: always-BUY, the logistic baseline, the base
+    model and (when fine-tuning is on) the fine-tuned model; JSON, Markdown and MLflow metrics."""
+    contract = contract_from_spec(market_spec)
+    edge = PlantedEdge.from_params(evaluation_params.get("planted_edge"))
+    settings = advisor_params["skill"]
+    variants = {"base_model": {**advisor_params, "model": {**advisor_params["model"]}}}
+    if advisor_adapter.get("adapter_path"):
+        variants["fine_tuned"] = with_adapter(advisor_params, advisor_adapter)
+    answers: dict[str, dict[str, np.ndarray]] = {}
+    splits = ("validation", "test")
+    for name, params in variants.items():
+        advisor = Advisor.from_params(params, cache=advice_cache)
+        try:
+            answers[name] = {split: advisor.distributions(
+                advisor_examples.loc[advisor_examples["split"] == split, "prompt"].tolist(), FLAT_OPTIONS,
+                batch_size=settings["batch_size"])[:, list(LABEL_ACTIONS)] for split in splits}
+        finally:
+            advisor.close()
+    report = evaluate_advisors(
+        advisor_examples, answers, template_fields(advisor_params["prompt"]["state"], advisor_examples),
+        splits=splits, cost_points=round_trip_cost_points(contract), point_value=contract.multiplier,
+        horizon_bars=int(advisor_params["labels"]["horizon_bars"]),
+        label_rule=f"oracle of the planted {edge.kind} edge" if edge else "outcome net of costs",
+        market=f"planted {edge.kind}" if edge else "default", bootstrap_draws=settings["bootstrap_draws"])
+    metrics = {f"advisor_skill/{split}/{name}/{figure}": {"value": float(value), "step": 0}
+               for split, block in report["splits"].items() for name, figures in block["advisors"].items()
+               for figure, value in figures.items()
+               if figure in ("direction_accuracy", "log_loss", "brier", "lean_correlation", "follow_net_dollars")
+               and np.isfinite(value)}
+    return report, render_skill_markdown(report), metrics
+
+
 def prepare_advisor(bar_features: pd.DataFrame, day_splits: pd.DataFrame, advice_cache: AdviceCache,
-                    advisor_params: dict[str, Any],
+                    advisor_adapter: dict[str, Any], advisor_params: dict[str, Any],
                     environment_params: dict[str, Any]) -> tuple[dict[str, Any], pd.DataFrame]:
     """Load the advisor (failing here, before any training, if it cannot) and pre-score the
     flat-account prompts of train and validation bars into the persistent cache.
@@ -38,6 +108,7 @@ def prepare_advisor(bar_features: pd.DataFrame, day_splits: pd.DataFrame, advice
         A readiness report (model identity and device, prompt tokens, pre-scoring counts)
         and every answer given (empty unless ``save_llm_responses``).
     """
+    advisor_params = with_adapter(advisor_params, advisor_adapter)
     advisor = Advisor.from_params(advisor_params, cache=advice_cache)
     development = day_splits.loc[day_splits["split"].isin(["train", "validation"]), "session_date"]
     rows = bar_features.loc[bar_features["session_date"].isin(development)]
@@ -97,6 +168,7 @@ def train_phase3_policy(
     market_spec: dict[str, Any],
     advice_cache: AdviceCache,
     advisor_report: dict[str, Any],
+    advisor_adapter: dict[str, Any],
     environment_params: dict[str, Any],
     advisor_params: dict[str, Any],
     phase3_params: dict[str, Any],
@@ -108,6 +180,7 @@ def train_phase3_policy(
     warm-up, telemetry, histories, clean exit) and the advisor's answers during training.
     """
     config = Phase3Config.from_params(phase3_params)
+    advisor_params = with_adapter(advisor_params, advisor_adapter)
     phase2 = _load_phase2(phase2_best_policy, phase3_params["phase2_source"])
     contract = contract_from_spec(market_spec)
     advisor = Advisor.from_params(advisor_params, cache=advice_cache) if config.use_advisor else None
@@ -164,6 +237,7 @@ def evaluate_phase3_policy(
     bar_features: pd.DataFrame,
     market_spec: dict[str, Any],
     advice_cache: AdviceCache,
+    advisor_adapter: dict[str, Any],
     environment_params: dict[str, Any],
     advisor_params: dict[str, Any],
     phase3_params: dict[str, Any],
@@ -172,6 +246,7 @@ def evaluate_phase3_policy(
     equal numbers of sessions) of the hybrid, and its validation backtest beside the RL part alone."""
     config = Phase3Config.from_params(phase3_params)
     contract = contract_from_spec(market_spec)
+    advisor_params = with_adapter(advisor_params, advisor_adapter)
     advisor = Advisor.from_params(advisor_params, cache=advice_cache) if config.use_advisor else None
     frames = (clean_bars, model_input_features, bar_features, contract, environment_params)
     n = min(len(split_days(model_input_features, "train")), len(split_days(model_input_features, "validation")))
