@@ -4,10 +4,11 @@ Each training example is one distinct flat-account prompt; its target is the
 distribution of the labels of the train bars that show that prompt
 (:func:`~hybrid_trader.advisor.labels.soft_targets`), weighted by how many bars
 show it. The loss is the weighted cross-entropy of that target against the
-softmax over the answer words' first tokens (``HO``, ``BU``, ``S``: they
-differ) after the prompt: the same words the scorer reads. The scorer sums
-each whole word's tokens; the later tokens are left to the base model, and
-contextual calibration divides their near-constant share out.
+advisor's answer distribution: the softmax, over the answer words, of each
+whole word's log-likelihood after the prompt (every token of the word, as the
+scorer reads it). The fine-tuned model is thus trained to give calibrated
+answers itself, and the advisor does not apply contextual calibration on top
+of it (:func:`with_adapter`).
 
 Why it fits in minutes on two CPU cores:
 
@@ -18,7 +19,8 @@ Why it fits in minutes on two CPU cores:
 * **The static prefix is computed once per step**, not once per example: its
   top-layer keys and values (with gradients, since LoRA changes them) are
   shared by every prompt of the batch, which then runs only its ~45 state
-  tokens. In the trunk the prefix's key/value cache is computed once for all.
+  tokens (and one more pass for the answer words' later tokens). In the
+  trunk the prefix's key/value cache is computed once for all.
 * **Aggregated labels per distinct prompt**: ~100k train bars become ~1k
   examples.
 
@@ -46,10 +48,12 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 import torch
+from transformers import DynamicCache
 
 __all__ = ["FinetuneConfig", "finetune_key", "train_lora_adapter", "fit_advisor_adapter", "with_adapter"]
 
 logger = logging.getLogger(__name__)
+_OBJECTIVE = "whole-word answer distribution, weighted soft cross-entropy"  # a new objective is a new key
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,7 @@ def finetune_key(base_identity: str, prefix: str, targets: pd.DataFrame, config:
     """A hash of everything the adapter depends on: the base model, the prompt prefix, the
     training examples (prompts, targets, counts) and the configuration."""
     digest = hashlib.sha256()
+    digest.update(_OBJECTIVE.encode())
     digest.update(base_identity.encode())
     digest.update(prefix.encode())
     digest.update(pd.util.hash_pandas_object(targets[["prompt", "p_hold", "p_buy", "p_sell", "count"]],
@@ -122,42 +127,62 @@ def _only_layers(model: Any, layers: list[Any]) -> Iterator[None]:
             layer.self_attn.layer_idx = index
 
 
-def _cache(model: Any) -> Any:
-    from transformers import DynamicCache
+def _suffix_mask(prefix_len: int, lengths: torch.Tensor) -> torch.Tensor:
+    """Attention mask of right-padded suffixes after a prefix: the prefix and each row's own tokens."""
+    width = int(lengths.max())
+    mask = torch.zeros((len(lengths), prefix_len + width), dtype=torch.long)
+    mask[:, :prefix_len] = 1
+    mask[:, prefix_len:] = (torch.arange(width)[None, :] < lengths[:, None]).long()
+    return mask
 
-    return DynamicCache()
 
-
-def _padded(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    lengths = np.array([len(r) for r in rows])
+def _padded(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.as_tensor([len(r) for r in rows])
     ids = torch.full((len(rows), int(lengths.max())), pad, dtype=torch.long)
     for i, r in enumerate(rows):
         ids[i, : len(r)] = torch.tensor(r)
-    return ids, torch.as_tensor(lengths), lengths
+    return ids, lengths
 
 
-def _run(model: Any, hidden_or_ids: torch.Tensor, prefix_cache: Any, prefix_len: int, lengths: torch.Tensor,
-         *, embeds: bool) -> torch.Tensor:
-    """The decoder's last hidden states for right-padded suffixes after a cached prefix."""
-    b, width = hidden_or_ids.shape[:2]
-    mask = torch.zeros((b, prefix_len + width), dtype=torch.long)
-    mask[:, :prefix_len] = 1
-    mask[:, prefix_len:] = (torch.arange(width)[None, :] < lengths[:, None]).long()
-    positions = torch.arange(prefix_len, prefix_len + width).expand(b, width)
-    inputs = {"inputs_embeds": hidden_or_ids} if embeds else {"input_ids": hidden_or_ids}
-    out = model.get_decoder()(**inputs, attention_mask=mask.to(hidden_or_ids.device),
-                              position_ids=positions.to(hidden_or_ids.device),
-                              cache_position=torch.arange(prefix_len, prefix_len + width, device=hidden_or_ids.device),
-                              past_key_values=prefix_cache, use_cache=True)
+def _decode(model: Any, inputs: torch.Tensor, cache: Any, mask: torch.Tensor, positions: torch.Tensor,
+            *, embeds: bool) -> torch.Tensor:
+    """Run ``inputs`` (token ids, or hidden states entering the running layers) on ``cache``;
+    ``mask`` covers the cache and the inputs, ``positions`` are the inputs' own positions."""
+    device = inputs.device
+    start, width = mask.shape[1] - inputs.shape[1], inputs.shape[1]
+    out = model.get_decoder()(**({"inputs_embeds": inputs} if embeds else {"input_ids": inputs}),
+                              attention_mask=mask.to(device), position_ids=positions.to(device),
+                              cache_position=torch.arange(start, start + width, device=device),
+                              past_key_values=cache, use_cache=True)
     return out.last_hidden_state
+
+
+def _word_passes(model: Any, suffix: torch.Tensor, continuation: torch.Tensor | None, cache: Any, prefix_len: int,
+                 lengths: torch.Tensor, k: int, *, embeds: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The two passes of whole-word scoring (as :meth:`TransformersBackend.option_logprobs`):
+    the suffixes after the prefix, then every answer's tokens but the last after each suffix
+    (rows ``i * k + j``: suffix ``i``, answer ``j``). Returns both passes' hidden states."""
+    b, width = suffix.shape[:2]
+    mask = _suffix_mask(prefix_len, lengths)
+    positions = torch.arange(prefix_len, prefix_len + width).expand(b, width)
+    first = _decode(model, suffix, cache, mask, positions, embeds=embeds)
+    if continuation is None:
+        return first, None
+    tail = continuation.shape[1]
+    cache.batch_repeat_interleave(k)
+    mask2 = torch.cat([mask.repeat_interleave(k, dim=0), torch.ones((b * k, tail), dtype=torch.long)], dim=1)
+    positions2 = (prefix_len + lengths).repeat_interleave(k)[:, None] + torch.arange(tail)[None, :]
+    return first, _decode(model, continuation, cache, mask2, positions2, embeds=embeds)
 
 
 def with_adapter(advisor_params: dict[str, Any], adapter: dict[str, Any] | None) -> dict[str, Any]:
     """The ``advisor`` parameters with ``model.adapter_path`` set to a fitted adapter (unchanged
-    when fine-tuning is off)."""
+    when fine-tuning is off). Contextual calibration is off with it: the adapter was trained
+    to give calibrated answers, and dividing by its answer to a blank prompt would undo its prior."""
     if not adapter or not adapter.get("adapter_path"):
         return advisor_params
-    return {**advisor_params, "model": {**advisor_params["model"], "adapter_path": adapter["adapter_path"]}}
+    return {**advisor_params, "calibrate": False,
+            "model": {**advisor_params["model"], "adapter_path": adapter["adapter_path"]}}
 
 
 def fit_advisor_adapter(train_targets: pd.DataFrame, advisor_params: dict[str, Any], output_root: str | Path,
@@ -227,36 +252,45 @@ def train_lora_adapter(model: Any, tokenizer: Any, prefix: str, targets: pd.Data
         top = n_layers if config.top_layers is None else min(config.top_layers, n_layers)
         frozen = n_layers - top
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        first_tokens = [tokenizer(w, add_special_tokens=False).input_ids[0] for w in answer_words]
-        if len(set(first_tokens)) != len(first_tokens):
-            raise ValueError(f"answer words {answer_words} share a first token: they cannot be told apart")
+        words = [tokenizer(w, add_special_tokens=False).input_ids for w in answer_words]
+        k, tail = len(words), max(len(w) for w in words) - 1
+        # Every answer's tokens but the last, fed after each prompt (padding where an answer is shorter).
+        feed = torch.full((k, max(tail, 1)), pad, dtype=torch.long)
+        for j, w in enumerate(words):
+            feed[j, : len(w) - 1] = torch.tensor(w[:-1], dtype=torch.long)
         if config.max_prompts is not None:
             targets = targets.head(config.max_prompts)
         prefix_ids = tokenizer(prefix, return_tensors="pt", add_special_tokens=False).input_ids.to(device)
         prefix_len = prefix_ids.shape[1]
         suffixes = [tokenizer(p, add_special_tokens=False).input_ids for p in targets["prompt"]]
         layers = list(base.get_decoder().layers)
+        embed = base.get_input_embeddings()
 
         # The trunk: hidden states entering the first adapted layer, once, without gradients.
         trunk_start = time.perf_counter()
+        suffix_hidden: list[torch.Tensor] = []
+        continuation_hidden: list[torch.Tensor] = []
         with torch.inference_mode():
-            with _only_layers(base, layers[:frozen]), _last_output(layers[frozen - 1] if frozen else None) as seen:
-                out = base.get_decoder()(input_ids=prefix_ids, use_cache=True)
-                prefix_hidden = seen[-1] if frozen else None
-                prefix_cache = out.past_key_values
-                suffix_hidden: list[torch.Tensor] = []
-                for i in range(0, len(suffixes), 32):
-                    ids, lengths_t, lengths = _padded(suffixes[i: i + 32], pad)
-                    cache = copy.deepcopy(prefix_cache)
-                    cache.batch_repeat_interleave(len(lengths))
-                    if frozen:
-                        _run(base, ids.to(device), cache, prefix_len, lengths_t, embeds=False)
-                        hidden = seen[-1]
-                    else:
-                        hidden = base.get_decoder().embed_tokens(ids.to(device))
-                    suffix_hidden.extend(hidden[k, : lengths[k]].clone() for k in range(len(lengths)))
-            if not frozen:
-                prefix_hidden = base.get_decoder().embed_tokens(prefix_ids)
+            if frozen:
+                with _only_layers(base, layers[:frozen]), _last_output(layers[frozen - 1]) as seen:
+                    prefix_cache = base.get_decoder()(input_ids=prefix_ids, use_cache=True).past_key_values
+                    prefix_hidden = seen[-1]
+                    for i in range(0, len(suffixes), 32):
+                        ids, lengths = _padded(suffixes[i: i + 32], pad)
+                        cache = copy.deepcopy(prefix_cache)
+                        cache.batch_repeat_interleave(len(lengths))
+                        seen.clear()
+                        _word_passes(base, ids.to(device), feed[:, :tail].repeat(len(lengths), 1).to(device)
+                                     if tail else None, cache, prefix_len, lengths, k, embeds=False)
+                        suffix_hidden.extend(seen[0][r, : lengths[r]].clone() for r in range(len(lengths)))
+                        if tail:
+                            continuation_hidden.extend(seen[1].reshape(len(lengths), k, tail, -1).clone())
+            else:  # every layer adapted: the trunk is the embedding
+                prefix_hidden = embed(prefix_ids)
+                for s_ids in suffixes:
+                    suffix_hidden.append(embed(torch.tensor(s_ids, device=device)))
+                    if tail:
+                        continuation_hidden.append(embed(feed[:, :tail].to(device)))
         trunk_seconds = time.perf_counter() - trunk_start
         prefix_hidden = prefix_hidden.detach().clone()
 
@@ -270,7 +304,8 @@ def train_lora_adapter(model: Any, tokenizer: Any, prefix: str, targets: pd.Data
         weight = torch.tensor(targets["count"].to_numpy(float), dtype=torch.float32)
         weight = weight / weight.mean()
         head = peft_model.get_output_embeddings()
-        token_index = torch.tensor(first_tokens, device=device)
+        first_tokens = torch.tensor([w[0] for w in words], device=device)
+        later = [(j, step, token) for j, w in enumerate(words) for step, token in enumerate(w[1:])]
         generator = np.random.default_rng(config.seed)
         losses: list[float] = []
         steps = 0
@@ -278,30 +313,37 @@ def train_lora_adapter(model: Any, tokenizer: Any, prefix: str, targets: pd.Data
         with _only_layers(peft_model, layers[frozen:]):
             for _ in range(config.epochs):
                 order = generator.permutation(len(suffixes))
-                total, seen = 0.0, 0.0
+                total, seen_weight = 0.0, 0.0
                 for i in range(0, len(order), config.batch_size):
                     batch = order[i: i + config.batch_size]
-                    lengths_t = torch.as_tensor([len(suffix_hidden[k]) for k in batch])
-                    width = int(lengths_t.max())
-                    hidden = torch.zeros((len(batch), width, prefix_hidden.shape[-1]), device=device)
-                    for row, k in enumerate(batch):
-                        hidden[row, : len(suffix_hidden[k])] = suffix_hidden[k]
+                    lengths = torch.as_tensor([len(suffix_hidden[r]) for r in batch])
+                    hidden = torch.zeros((len(batch), int(lengths.max()), prefix_hidden.shape[-1]), device=device)
+                    for row, r in enumerate(batch):
+                        hidden[row, : lengths[row]] = suffix_hidden[r]
+                    continuation = torch.cat([continuation_hidden[r] for r in batch]) if tail else None
                     # The prefix through the adapted layers, with gradients, once for the batch.
-                    cache = _cache(peft_model)
+                    cache = DynamicCache()
                     peft_model.get_decoder()(inputs_embeds=prefix_hidden, past_key_values=cache, use_cache=True)
                     cache.batch_repeat_interleave(len(batch))
-                    last = _run(peft_model, hidden, cache, prefix_len, lengths_t, embeds=True)
-                    last = last[torch.arange(len(batch)), lengths_t - 1]
-                    logits = head(last)[:, token_index].float()
-                    row_loss = -(target[batch].to(device) * torch.log_softmax(logits, dim=-1)).sum(dim=1)
+                    first, second = _word_passes(peft_model, hidden, continuation, cache, prefix_len, lengths, k,
+                                                 embeds=True)
+                    last = first[torch.arange(len(batch)), lengths - 1]
+                    scores = torch.log_softmax(head(last).float(), dim=-1)[:, first_tokens]
+                    if later:
+                        logprobs = torch.log_softmax(head(second).float(), dim=-1)
+                        extra = torch.zeros_like(scores)
+                        for j, step, token in later:
+                            extra[:, j] = extra[:, j] + logprobs[j::k, step, token]
+                        scores = scores + extra
+                    row_loss = -(target[batch].to(device) * torch.log_softmax(scores, dim=-1)).sum(dim=1)
                     loss = (weight[batch].to(device) * row_loss).mean()
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
                     total += float((weight[batch] * row_loss.detach().cpu()).sum())
-                    seen += float(weight[batch].sum())
+                    seen_weight += float(weight[batch].sum())
                     steps += 1
-                losses.append(total / seen)
+                losses.append(total / seen_weight)
                 logger.info("Advisor fine-tuning epoch %d: weighted loss %.4f", len(losses), losses[-1])
         peft_model.eval()
         output_dir = Path(output_dir)
@@ -317,7 +359,7 @@ def train_lora_adapter(model: Any, tokenizer: Any, prefix: str, targets: pd.Data
         "trainable_parameters": int(sum(p.numel() for p in trainable)),
         "adapted_layers": [frozen, n_layers - 1],
         "prefix_tokens": int(prefix_len),
-        "mean_prompt_tokens": float(np.mean([len(s) for s in suffixes])),
+        "mean_prompt_tokens": float(np.mean([len(t) for t in suffixes])),
         "trunk_seconds": trunk_seconds,
         "seconds": time.perf_counter() - started,
         "device": device,
