@@ -80,7 +80,7 @@ class FinetuneConfig:
     dropout: float = 0.0
     target_modules: tuple[str, ...] = ("q_proj", "v_proj")
     top_layers: int | None = 4
-    epochs: int = 3
+    epochs: int = 6
     batch_size: int = 16
     learning_rate: float = 2e-3
     max_prompts: int | None = None
