@@ -174,7 +174,7 @@ def fill_advice_cache(data: Mapping[str, Any], params: Mapping[str, Any]) -> tup
     """The fine-tuned advisor, with every flat-account prompt of train and test days in its cache."""
     from hybrid_trader.advisor.advisor import Advisor
     from hybrid_trader.advisor.finetune import with_adapter
-    from hybrid_trader.advisor.prescore import flat_states, prescore
+    from hybrid_trader.advisor.prescore import flat_states_at_buffers, prescore
     from hybrid_trader.env.factory import split_days
 
     # Answers are not kept in memory: training asks hundreds of thousands of times.
@@ -183,7 +183,10 @@ def fill_advice_cache(data: Mapping[str, Any], params: Mapping[str, Any]) -> tup
     features = data["model_input_features"]
     days = pd.to_datetime(pd.Series(split_days(features, "train") + split_days(features, "test")))
     bars = data["advisor_bar_features"]
-    states = flat_states(bars.loc[bars["session_date"].isin(days)], params["environment"]["engine"]["drawdown_limit"])
+    # Flat accounts up to $1,500 below their peak too (the prompt shows the buffer), not only fresh ones.
+    limit = float(params["environment"]["engine"]["drawdown_limit"])
+    states = flat_states_at_buffers(bars.loc[bars["session_date"].isin(days)], limit,
+                                    [limit - 500.0 * k for k in range(4) if limit - 500.0 * k > 0])
     settings = advisor_params["prescore"]
     counts = prescore(advisor, states, batch_size=settings["batch_size"], torch_threads=settings.get("torch_threads"))
     advisor.close()  # prescore flushes too; this keeps the cache written whatever prescore does later

@@ -22,7 +22,7 @@ from hybrid_trader.env.actions import N_ACTIONS, Action
 from hybrid_trader.features.registry import RTH_MINUTES
 from hybrid_trader.features.scaling import VOL_RATIO, FeatureScaler, session_vol_ratio
 
-__all__ = ["ADVISOR_MARKET_INPUTS", "advisor_bar_features", "flat_states", "prescore"]
+__all__ = ["ADVISOR_MARKET_INPUTS", "advisor_bar_features", "flat_states", "flat_states_at_buffers", "prescore"]
 
 ADVISOR_MARKET_INPUTS = ("sma50_slope", "adx14", "rsi14", "momentum30", "vwap_distance", "volatility_percentile", "atr14",
                          "minutes_since_open", "session_move_atr", VOL_RATIO)
@@ -42,6 +42,14 @@ def flat_states(bar_features: pd.DataFrame, drawdown_limit: float) -> list[dict[
     frame = rows.assign(position_side=0, unrealized_pnl=0.0, drawdown_buffer=float(drawdown_limit),
                         minutes_to_flat=rows["minutes_to_flat"] * RTH_MINUTES)
     return frame.to_dict("records")
+
+
+def flat_states_at_buffers(bar_features: pd.DataFrame, drawdown_limit: float,
+                           levels: list[float]) -> list[dict[str, Any]]:
+    """:func:`flat_states` with each drawdown buffer of ``levels`` (dollars above the floor): the
+    prompts of flat accounts that lost since their peak."""
+    states = flat_states(bar_features, drawdown_limit)
+    return [{**state, "drawdown_buffer": level} for level in levels for state in states]
 
 
 def prescore(advisor: Advisor, states: list[dict[str, Any]], batch_size: int = 16,
