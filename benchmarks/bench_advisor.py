@@ -54,7 +54,7 @@ def main() -> None:
     backend = random_backend(args.random_weights, config) if args.random_weights else TransformersBackend.load(config)
     print(f"model {backend.identity} on {backend.device}, loaded in {time.perf_counter() - start:.1f} s")
 
-    features = pd.read_parquet("data/04_feature/bar_features.parquet")
+    features = pd.read_parquet("data/05_model_input/advisor_bar_features.parquet")
     states = flat_states(features, 2_500.0)
     rng = np.random.default_rng(0)
     sample = [states[i] for i in rng.choice(len(states), 400, replace=False)]

@@ -66,7 +66,7 @@ def main() -> None:
     without = dataclasses.replace(with_advisor, llm_weight=0.0, use_advisor=False)
     frames = (pd.read_parquet("data/02_intermediate/clean_bars.parquet"),
               pd.read_parquet("data/05_model_input/model_input_features.parquet"),
-              pd.read_parquet("data/04_feature/bar_features.parquet"))
+              pd.read_parquet("data/05_model_input/advisor_bar_features.parquet"))
     phase2 = MaskablePPO.load("data/06_models/phase2_best_policy.zip", device="cpu")
 
     baseline, _ = train_speed(without, phase2, frames, environment, None, None, args.steps)

@@ -47,7 +47,7 @@ def main() -> None:
     base = Phase3Config.from_params(params)
     frames = (pd.read_parquet("data/02_intermediate/clean_bars.parquet"),
               pd.read_parquet("data/05_model_input/model_input_features.parquet"),
-              pd.read_parquet("data/04_feature/bar_features.parquet"), CONTRACTS["NQ"], environment)
+              pd.read_parquet("data/05_model_input/advisor_bar_features.parquet"), CONTRACTS["NQ"], environment)
     phase2 = MaskablePPO.load("data/06_models/phase2_best_policy.zip", device="cpu")
     weights = [float(w) for w in args.weights.split(",")]
     settings = [(f"fixed {w:g}", dataclasses.replace(base, llm_weight=w, learn_llm_weight=False)) for w in weights]
