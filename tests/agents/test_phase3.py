@@ -42,15 +42,13 @@ class ScriptedAdvisor:
 
 
 @pytest.fixture
-def raw_inputs(synthetic_frames):
-    from hybrid_trader.features.bar_features import compute_bar_features
-    from hybrid_trader.market_data.clean import CleaningConfig, ingest_bars
-    from hybrid_trader.market_data.synthetic import SyntheticMarketConfig, generate_synthetic_bars
+def raw_inputs(synthetic_ingestion):
+    from hybrid_trader.advisor.prescore import advisor_bar_features
 
-    # The same three sessions as synthetic_frames, unscaled (the prompt reads trader's units).
-    raw = generate_synthetic_bars(SyntheticMarketConfig(n_days=3, seed=8, start_date="2024-11-27"))
-    result = ingest_bars(raw, CleaningConfig(), source="synthetic")
-    features = compute_bar_features(result.bars, result.sessions)
+    # The same three sessions as synthetic_frames, unscaled (the prompt reads trader's units),
+    # with the raw session_vol_ratio from the scaler's volatility profile.
+    _, features, scaler = synthetic_ingestion
+    features = advisor_bar_features(features, scaler)
     return advisor_market_inputs(features, np.ones(len(features), dtype=bool))
 
 
@@ -502,15 +500,19 @@ def split_frames():
     from hybrid_trader.features.bar_features import compute_bar_features
     from hybrid_trader.market_data.clean import CleaningConfig, ingest_bars
     from hybrid_trader.market_data.synthetic import SyntheticMarketConfig, generate_synthetic_bars
-    from hybrid_trader.pipelines.data_split.nodes import fit_feature_scaler, scale_features
+    from hybrid_trader.pipelines.data_split.nodes import add_advisor_inputs, fit_feature_scaler, scale_features
 
     raw = generate_synthetic_bars(SyntheticMarketConfig(n_days=4, seed=5, start_date="2024-03-04"))
     result = ingest_bars(raw, CleaningConfig(), source="synthetic")
     bar_features = compute_bar_features(result.bars, result.sessions)
     days = np.sort(bar_features["session_date"].unique())
     day_splits = pd.DataFrame({"session_date": days, "split": ["train", "validation", "train", "validation"]})
-    model_input = scale_features(bar_features, day_splits, fit_feature_scaler(bar_features, day_splits, {"clip": 5.0}))
-    return result.bars, model_input, bar_features
+    scaler = fit_feature_scaler(bar_features, day_splits, {"clip": 5.0})
+    model_input = scale_features(bar_features, day_splits, scaler)
+    return result.bars, model_input, add_advisor_inputs(bar_features, scaler)
+
+
+NO_ADAPTER = {"enabled": False, "adapter_path": None}  # the advisor_adapter dataset with fine-tuning off
 
 
 def _params(name: str) -> dict:
@@ -545,7 +547,7 @@ def test_the_rl_only_evaluation_switches_the_advisor_off_and_decides_good(synthe
     clean_bars, model_input, bar_features = split_frames
     contract = CONTRACTS["NQ"]
     evaluation = nodes.evaluate_phase3_policy(hybrid, clean_bars, model_input, bar_features,
-                                              dataclasses.asdict(contract), AdviceCache(), environment, {},
+                                              dataclasses.asdict(contract), AdviceCache(), NO_ADAPTER, environment, {},
                                               phase3_params)
     assert hybrid.policy.llm_weight_override is None  # restored after the RL-only backtest
 
