@@ -167,3 +167,19 @@ def test_examples_refuse_frames_of_other_bars_and_days_the_split_does_not_know()
         examples_of(bars, frame.iloc[[1, 0, 2, 3, 4, 5, 6]].reset_index(drop=True))
     with pytest.raises(ValueError, match="split does not know"):
         examples_of(bars, frame, day_splits=DAY_SPLITS.iloc[:1])
+
+
+def test_a_window_starting_off_the_half_hour_holds_its_first_bar():
+    """09:55 is 25 minutes after the open; 25 * 60 / 60 / 390 * 390 is 24.999999999999996 in
+    floating point, which must not move the 09:55 bar out of a window that starts at 09:55."""
+    stamps = pd.date_range("2024-03-11 09:53", periods=5, freq="min", tz="America/New_York")
+    bars = pd.DataFrame({"timestamp": stamps.tz_convert("UTC"), "session_date": pd.Timestamp("2024-03-11"),
+                         "open": 100.0, "high": 100.0, "low": 100.0, "close": 100.0})
+    frame = pd.DataFrame({
+        "timestamp": bars["timestamp"], "session_date": bars["session_date"], "valid_for_trading": True,
+        "sma50_slope": 0.0, "adx14": 30.0, "rsi14": 50.0, "momentum30": 0.0, "vwap_distance": 0.0,
+        "volatility_percentile": 0.5, "atr14": 10.0, "minutes_since_open": np.arange(23, 28) * 60.0 / 60.0 / RTH_MINUTES,
+        "session_move_atr": 1.0, "session_vol_ratio": 1.0, "minutes_to_flat": 0.9})
+    out = examples_of(bars, frame, day_splits=DAY_SPLITS, start="09:55")
+    # 09:53 and 09:54 are before the window, 09:57 ends the session: 09:55 and 09:56 remain.
+    assert len(out) == 2 and out["forward_points"].tolist() == [0.0, 0.0]

@@ -92,7 +92,8 @@ def advisor_examples(clean_bars: pd.DataFrame, advisor_bar_features: pd.DataFram
         raise ValueError("clean_bars and advisor_bar_features must hold the same bars in the same order")
     labels, move = bar_labels(clean_bars, horizon_bars, cost_points, edge)
     start, end = (_minutes_after_open(entry_window[k]) for k in ("start", "end"))
-    minute = advisor_bar_features["minutes_since_open"].to_numpy(float) * RTH_MINUTES
+    # Rounded: a fraction of 390 times 390 can land a hair below its whole minute (25 -> 24.999...).
+    minute = np.round(advisor_bar_features["minutes_since_open"].to_numpy(float) * RTH_MINUTES, 6)
     keep = (advisor_bar_features["valid_for_trading"].to_numpy(bool) & (labels >= 0)
             & (minute >= start) & (minute < end))
     rows = advisor_bar_features.loc[keep]

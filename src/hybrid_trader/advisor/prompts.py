@@ -142,7 +142,8 @@ class PromptBuilder:
             direction = f"strong {direction}"
         percentile = float(state["volatility_percentile"])
         side = int(state["position_side"])
-        clock = _RTH_OPEN_MINUTE + _floor(float(state["minutes_since_open"]) * RTH_MINUTES, b.time_step_minutes)
+        # Rounded: a fraction of 390 times 390 can land a hair below its whole minute (225 -> 224.999...).
+        clock = _RTH_OPEN_MINUTE + _floor(round(float(state["minutes_since_open"]) * RTH_MINUTES, 6), b.time_step_minutes)
         move = float(state["session_move_atr"])
         edges = (0.0, *sorted(float(e) for e in b.move_edges_atr))
         above = [e for e in edges if abs(move) >= e]
