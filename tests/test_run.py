@@ -147,6 +147,24 @@ def test_kedro_run_test_env_writes_bars_report_and_mlflow_run(finished_run):
     assert (project / "data/06_models/llm_advice_cache.parquet").exists()
     responses = pd.read_parquet(project / "data/08_reporting/advisor_responses.parquet")
     assert len(responses) == 4 and not responses["cache_hit"].any()
+    # The advisor's examples, its token adapter (conf/test: one pass over 8 prompts) and the skill report.
+    examples = pd.read_parquet(project / "data/05_model_input/advisor_examples.parquet")
+    day_splits = pd.read_parquet(project / "data/05_model_input/day_splits.parquet").set_index("session_date")
+    assert examples["split"].tolist() == examples["session_date"].map(day_splits["split"]).tolist()
+    assert set(examples["split"]) == {"train", "validation", "test"} and set(examples["label"]) <= {0, 1, 2}
+    adapter = json.loads((project / "data/06_models/advisor_adapter.json").read_text())
+    assert adapter["enabled"] and not adapter["reused"] and adapter["examples"] == 8
+    assert adapter["config"]["top_layers"] == 1 and len(adapter["epoch_losses"]) == 1
+    assert (project / adapter["adapter_path"] / "adapter_model.safetensors").exists()
+    assert f"+{Path(adapter['adapter_path']).name}:" in advisor["model"]  # Phase 3 is advised by the fine-tuned model
+    assert list(project.glob("mlruns/*/*/artifacts/advisor_adapter/adapter_model.safetensors"))
+    skill = json.loads((project / "data/08_reporting/advisor_skill.json").read_text())
+    assert skill["bootstrap_draws"] == 50
+    for split in ("validation", "test"):
+        assert skill["splits"][split]["bars"] == int((examples["split"] == split).sum())
+        assert list(skill["splits"][split]["advisors"]) == ["always_buy", "logistic", "base_model", "fine_tuned"]
+    assert "| fine_tuned |" in (project / "data/08_reporting/advisor_skill.md").read_text()
+    assert list(project.glob("mlruns/*/*/artifacts/advisor_skill.md"))
     # Phase 3: trained, evaluated, registered, and its health report written (a tiny run misses targets).
     summary = json.loads((project / "data/06_models/phase3_training_summary.json").read_text())
     assert summary["num_timesteps"] == 512 and summary["clean_exit"] is True
@@ -166,6 +184,8 @@ def test_phase3_alone_reruns_training_and_fails_on_missed_targets_when_asked(pro
                 check=False)
     assert proc.returncode != 0 and "Phase 3 health targets missed" in _output(proc)
     assert_clean_exit(proc)
+    # Nothing the adapter depends on changed: the fitted one is reused, not trained again.
+    assert json.loads((project / "data/06_models/advisor_adapter.json").read_text())["reused"] is True
     assert (project / "data/08_reporting/phase3_health_report.md").exists()  # written before the check failed
 
 
