@@ -51,7 +51,7 @@ _KEYS_PER_WRAPPER = 1_000_000
 
 
 def advisor_market_inputs(bar_features: pd.DataFrame, rows: np.ndarray | pd.Series) -> np.ndarray:
-    """``(T, 8)`` raw (unscaled) market inputs of the prompt for the selected rows, in
+    """``(T, len(ADVISOR_MARKET_INPUTS) + 1)`` raw (unscaled) market inputs of the prompt for the selected rows, in
     :data:`ADVISOR_MARKET_INPUTS` order then ``minutes_to_flat`` in minutes."""
     selected = bar_features.loc[np.asarray(rows, dtype=bool)]
     values = selected[list(ADVISOR_MARKET_INPUTS)].to_numpy(dtype=np.float64)
