@@ -62,6 +62,20 @@ def test_calibration_makes_the_content_free_prompt_uniform(tiny_backend, builder
     assert not np.allclose(raw[list(options)], 1 / 3)  # the uncalibrated prior is not flat
 
 
+def test_answer_sets_a_fine_tuned_adapter_was_trained_on_are_not_calibrated_again(tiny_backend, builder):
+    # A fine-tuned advisor skips calibration for the flat account's answers only (its adapter learned them).
+    flat, in_position = (0, 1, 2), (0, 3, 4, 6)
+    tuned = Advisor(tiny_backend, builder, AdvisorConfig(uncalibrated_options=((2, 1, 0),)))
+    plain = Advisor(tiny_backend, builder, AdvisorConfig(calibrate=False))
+    calibrated = Advisor(tiny_backend, builder, AdvisorConfig())
+    for options, reference in ((flat, plain), (in_position, calibrated)):
+        text = builder.content_free_text(options)
+        np.testing.assert_allclose(tuned._score(options, [text])[0], reference._score(options, [text])[0])
+    # Their cache keys carry the method actually used, so the two kinds of answers never mix.
+    assert tuned._key("x", flat) == plain._key("x", flat)
+    assert tuned._key("x", in_position) == calibrated._key("x", in_position)
+
+
 def test_cache_hits_skip_the_model_miss_on_a_new_template_and_survive_a_restart(tiny_backend, builder, tmp_path):
     path = tmp_path / "advice.parquet"
     counting = CountingBackend(tiny_backend)

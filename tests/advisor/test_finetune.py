@@ -78,7 +78,7 @@ def test_the_key_changes_with_every_input():
     assert finetune_key("model-a", PREFIX, _targets(), FinetuneConfig()) == base
 
 
-def test_bad_settings_are_refused_and_with_adapter_turns_calibration_off():
+def test_bad_settings_are_refused_and_with_adapter_skips_calibration_of_the_trained_answers():
     with pytest.raises(ValueError, match="top_layers"):
         FinetuneConfig(top_layers=0)
     with pytest.raises(ValueError, match="learning_rate"):
@@ -86,5 +86,6 @@ def test_bad_settings_are_refused_and_with_adapter_turns_calibration_off():
     params = {"calibrate": True, "model": {"model_path": None, "adapter_path": None}}
     assert with_adapter(params, {"enabled": False, "adapter_path": None}) is params
     tuned = with_adapter(params, {"adapter_path": "data/x"})
-    assert tuned["model"]["adapter_path"] == "data/x" and tuned["calibrate"] is False
+    assert tuned["model"]["adapter_path"] == "data/x" and tuned["calibrate"] is True
+    assert tuned["uncalibrated_options"] == [[0, 1, 2]]  # HOLD, BUY, SELL: a flat account's answers
     assert params["model"]["adapter_path"] is None  # the parameters themselves are not changed

@@ -48,12 +48,17 @@ class AdvisorConfig:
 
     method: str = "score"
     calibrate: bool = True
+    # Answer sets a fine-tuned adapter was trained to answer calibrated (e.g. the flat account's
+    # HOLD, BUY, SELL): contextual calibration would undo the prior it learned, so it is skipped there.
+    uncalibrated_options: tuple[tuple[int, ...], ...] = ()
     temperature: float = 0.7
     do_sample: bool = True
     max_new_tokens: int = 40
     max_consecutive_failures: int = 5
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "uncalibrated_options",
+                           tuple(tuple(sorted(int(a) for a in options)) for options in self.uncalibrated_options))
         if self.method not in ("score", "generate"):
             raise ValueError("advisor.method must be 'score' or 'generate'")
         if self.max_consecutive_failures < 1:
@@ -111,6 +116,7 @@ class Advisor:
         """Build from the ``advisor`` parameters; raises ``AdvisorUnavailable`` before any training."""
         builder = PromptBuilder.from_params(params["prompt"])
         config = AdvisorConfig(method=params["method"], calibrate=params["calibrate"],
+                               uncalibrated_options=tuple(params.get("uncalibrated_options") or ()),
                                max_consecutive_failures=params["max_consecutive_failures"], **params["generate"])
         backend = TransformersBackend.load(BackendConfig(**params["model"]))
         return cls(backend, builder, config, cache, save_responses=bool(params.get("save_llm_responses", False)))
@@ -129,7 +135,16 @@ class Advisor:
         template = self.builder.template
         prefix = template.generate_prefix or template.prefix if self.config.method == "generate" else template.prefix
         allowed = ",".join(str(a) for a in options)
-        return advice_key(self.backend.identity, template.version, self.config.tag, f"{prefix}{state_text}|{allowed}")
+        return advice_key(self.backend.identity, template.version, self._tag(options), f"{prefix}{state_text}|{allowed}")
+
+    def _calibrated(self, options: tuple[int, ...]) -> bool:
+        return self.config.calibrate and tuple(sorted(options)) not in self.config.uncalibrated_options
+
+    def _tag(self, options: tuple[int, ...]) -> str:
+        """The method as it enters this answer set's cache keys."""
+        if self.config.method == "score" and not self._calibrated(options):
+            return "score"
+        return self.config.tag
 
     # -------------------------------------------------------------------------
     def responses(self) -> pd.DataFrame:
@@ -266,7 +281,7 @@ class Advisor:
         prefix = self.builder.template.prefix
         logprobs = self.backend.option_logprobs(prefix, texts, words)
         probs = _softmax(logprobs)
-        if self.config.calibrate:
+        if self._calibrated(options):
             if options not in self._content_free:
                 free = self.backend.option_logprobs(prefix, [self.builder.content_free_text(options)], words)
                 self._content_free[options] = _softmax(free)[0]

@@ -8,7 +8,8 @@ advisor's answer distribution: the softmax, over the answer words, of each
 whole word's log-likelihood after the prompt (every token of the word, as the
 scorer reads it). The fine-tuned model is thus trained to give calibrated
 answers itself, and the advisor does not apply contextual calibration on top
-of it (:func:`with_adapter`).
+of those answers (:func:`with_adapter`; in-position answers, not trained, stay
+calibrated).
 
 Why it fits in minutes on two CPU cores:
 
@@ -50,9 +51,12 @@ import pandas as pd
 import torch
 from transformers import DynamicCache
 
+from hybrid_trader.env.actions import Action
+
 __all__ = ["FinetuneConfig", "finetune_key", "train_lora_adapter", "fit_advisor_adapter", "with_adapter"]
 
 logger = logging.getLogger(__name__)
+FLAT_ACTIONS = (int(Action.HOLD), int(Action.BUY), int(Action.SELL))  # what a flat account is asked
 _OBJECTIVE = "whole-word answer distribution, weighted soft cross-entropy"  # a new objective is a new key
 
 
@@ -177,11 +181,12 @@ def _word_passes(model: Any, suffix: torch.Tensor, continuation: torch.Tensor | 
 
 def with_adapter(advisor_params: dict[str, Any], adapter: dict[str, Any] | None) -> dict[str, Any]:
     """The ``advisor`` parameters with ``model.adapter_path`` set to a fitted adapter (unchanged
-    when fine-tuning is off). Contextual calibration is off with it: the adapter was trained
-    to give calibrated answers, and dividing by its answer to a blank prompt would undo its prior."""
+    when fine-tuning is off). Contextual calibration is skipped for the answers it was trained on
+    (a flat account's HOLD, BUY, SELL: dividing by its answer to a blank prompt would undo the
+    prior it learned) and kept for the others (in a position), which it was not trained on."""
     if not adapter or not adapter.get("adapter_path"):
         return advisor_params
-    return {**advisor_params, "calibrate": False,
+    return {**advisor_params, "uncalibrated_options": [sorted(FLAT_ACTIONS)],
             "model": {**advisor_params["model"], "adapter_path": adapter["adapter_path"]}}
 
 
