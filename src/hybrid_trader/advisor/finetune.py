@@ -51,12 +51,12 @@ import pandas as pd
 import torch
 from transformers import DynamicCache
 
-from hybrid_trader.env.actions import Action
+from hybrid_trader.advisor.backend import BackendConfig, TransformersBackend, resolve_device
+from hybrid_trader.advisor.prescore import FLAT_OPTIONS
 
 __all__ = ["FinetuneConfig", "finetune_key", "train_lora_adapter", "fit_advisor_adapter", "with_adapter"]
 
 logger = logging.getLogger(__name__)
-FLAT_ACTIONS = (int(Action.HOLD), int(Action.BUY), int(Action.SELL))  # what a flat account is asked
 _OBJECTIVE = "whole-word answer distribution, weighted soft cross-entropy"  # a new objective is a new key
 
 
@@ -186,7 +186,7 @@ def with_adapter(advisor_params: dict[str, Any], adapter: dict[str, Any] | None)
     prior it learned) and kept for the others (in a position), which it was not trained on."""
     if not adapter or not adapter.get("adapter_path"):
         return advisor_params
-    return {**advisor_params, "uncalibrated_options": [sorted(FLAT_ACTIONS)],
+    return {**advisor_params, "uncalibrated_options": [list(FLAT_OPTIONS)],
             "model": {**advisor_params["model"], "adapter_path": adapter["adapter_path"]}}
 
 
@@ -198,8 +198,6 @@ def fit_advisor_adapter(train_targets: pd.DataFrame, advisor_params: dict[str, A
     Returns the training report with ``enabled``, ``adapter_path``, ``key``, ``base_model`` and
     ``reused`` (``True`` when an unchanged rerun skipped training).
     """
-    from hybrid_trader.advisor.backend import BackendConfig, TransformersBackend
-
     settings = dict(advisor_params.get("finetune") or {})
     settings.pop("work_dir", None)
     config = FinetuneConfig(**settings)
@@ -248,8 +246,7 @@ def train_lora_adapter(model: Any, tokenizer: Any, prefix: str, targets: pd.Data
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     torch.manual_seed(config.seed)
-    device = "cuda" if config.device == "auto" and torch.cuda.is_available() else (
-        "cpu" if config.device == "auto" else config.device)
+    device = resolve_device(config.device, "auto")[0]
     try:
         base = copy.deepcopy(model).to(device).float()
         base.eval()
@@ -375,9 +372,6 @@ def train_lora_adapter(model: Any, tokenizer: Any, prefix: str, targets: pd.Data
 def _last_output(layer: Any) -> Iterator[list[torch.Tensor]]:
     """The raw outputs of ``layer`` while inside (the decoder's own last hidden state is normalised)."""
     seen: list[torch.Tensor] = []
-    if layer is None:
-        yield seen
-        return
 
     def keep(_module: Any, _inputs: Any, output: Any) -> None:
         seen.append(output[0] if isinstance(output, tuple) else output)

@@ -28,7 +28,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from hybrid_trader.advisor.prescore import flat_states
+from hybrid_trader.advisor.prescore import FLAT_OPTIONS, flat_states
 from hybrid_trader.advisor.prompts import PromptBuilder
 from hybrid_trader.env.actions import Action
 from hybrid_trader.features.registry import RTH_MINUTES
@@ -40,7 +40,6 @@ __all__ = ["LABEL_ACTIONS", "LABEL_WORDS", "round_trip_cost_points", "forward_mo
 
 LABEL_ACTIONS = (int(Action.HOLD), int(Action.BUY), int(Action.SELL))
 LABEL_WORDS = ("HOLD", "BUY", "SELL")
-FLAT_OPTIONS = tuple(sorted(LABEL_ACTIONS))
 
 
 def round_trip_cost_points(contract: ContractSpec) -> float:

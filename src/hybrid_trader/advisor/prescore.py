@@ -22,8 +22,9 @@ from hybrid_trader.env.actions import N_ACTIONS, Action
 from hybrid_trader.features.registry import RTH_MINUTES
 from hybrid_trader.features.scaling import VOL_RATIO, FeatureScaler, session_vol_ratio
 
-__all__ = ["ADVISOR_MARKET_INPUTS", "advisor_bar_features", "flat_states", "flat_states_at_buffers", "prescore"]
+__all__ = ["ADVISOR_MARKET_INPUTS", "FLAT_OPTIONS", "advisor_bar_features", "flat_states", "flat_states_at_buffers", "prescore"]
 
+FLAT_OPTIONS = tuple(sorted((int(Action.HOLD), int(Action.BUY), int(Action.SELL))))  # a flat account's answers
 ADVISOR_MARKET_INPUTS = ("sma50_slope", "adx14", "rsi14", "momentum30", "vwap_distance", "volatility_percentile", "atr14",
                          "minutes_since_open", "session_move_atr", VOL_RATIO)
 
@@ -66,7 +67,7 @@ def prescore(advisor: Advisor, states: list[dict[str, Any]], batch_size: int = 1
     """
     mask = np.zeros(N_ACTIONS, dtype=bool)
     mask[[Action.HOLD, Action.BUY, Action.SELL]] = True
-    allowed = (int(Action.HOLD), int(Action.BUY), int(Action.SELL))
+    allowed = FLAT_OPTIONS
     unique: dict[str, dict[str, Any]] = {}
     for state in states:
         unique.setdefault(advisor.builder.state_text(state, allowed), state)

@@ -53,14 +53,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from hybrid_trader.env.actions import Action
+from hybrid_trader.advisor.labels import LABEL_ACTIONS, LABEL_WORDS
 
 __all__ = ["SKILL_ACTIONS", "SKILL_NAMES", "skill_figures", "always_buy", "LogisticBaseline",
            "skill_report", "render_skill_markdown", "FIGURE_DEFINITIONS"]
 
-SKILL_ACTIONS: tuple[int, int, int] = (int(Action.HOLD), int(Action.BUY), int(Action.SELL))
+SKILL_ACTIONS: tuple[int, int, int] = LABEL_ACTIONS
 """The action of each probability column: 0 HOLD, 1 BUY, 2 SELL."""
-SKILL_NAMES: tuple[str, str, str] = ("HOLD", "BUY", "SELL")
+SKILL_NAMES: tuple[str, str, str] = LABEL_WORDS
 
 _HOLD, _BUY, _SELL = 0, 1, 2  # column indices
 _LOG_FLOOR = 1e-12

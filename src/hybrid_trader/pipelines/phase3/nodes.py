@@ -15,11 +15,11 @@ import mlflow
 from hybrid_trader.advisor.advisor import Advisor
 from hybrid_trader.advisor.finetune import fit_advisor_adapter, with_adapter
 from hybrid_trader.advisor.labels import (
-    FLAT_OPTIONS, LABEL_ACTIONS, LABEL_WORDS, advisor_examples, describe_labels, round_trip_cost_points, soft_targets,
+    LABEL_ACTIONS, LABEL_WORDS, advisor_examples, describe_labels, round_trip_cost_points, soft_targets,
 )
 from hybrid_trader.advisor.prompts import PromptBuilder
 from hybrid_trader.advisor.cache import AdviceCache
-from hybrid_trader.advisor.prescore import flat_states, prescore
+from hybrid_trader.advisor.prescore import FLAT_OPTIONS, flat_states, prescore
 from hybrid_trader.advisor.worker import AsyncAdvisor, ProcessAdvisor
 from hybrid_trader.agents.backtest import backtest_env_count, summarize
 from hybrid_trader.agents.health import HealthCheckFailed, health_notes, health_report, measure, render_markdown
@@ -71,7 +71,7 @@ def evaluate_advisor_skill(advisor_examples: pd.DataFrame, advisor_adapter: dict
     contract = contract_from_spec(market_spec)
     edge = PlantedEdge.from_params(evaluation_params.get("planted_edge"))
     settings = advisor_params["skill"]
-    variants = {"base_model": {**advisor_params, "model": {**advisor_params["model"]}}}
+    variants = {"base_model": advisor_params}
     if advisor_adapter.get("adapter_path"):
         variants["fine_tuned"] = with_adapter(advisor_params, advisor_adapter)
     answers: dict[str, dict[str, np.ndarray]] = {}
