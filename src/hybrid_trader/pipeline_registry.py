@@ -1,9 +1,11 @@
-"""The project's pipelines, and ``__default__``: all of them, raw bars to reports."""
+"""The project's pipelines, ``__default__`` (raw bars to reports) and ``experiments`` (sweeps)."""
 
 from __future__ import annotations
 
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
+
+from hybrid_trader.pipelines.experiments.pipeline import OUTPUTS as EXPERIMENT_OUTPUTS
 
 # Order of the end-to-end run; each name is a folder under ``pipelines/``.
 PIPELINE_ORDER = (
@@ -27,4 +29,8 @@ def register_pipelines() -> dict[str, Pipeline]:
     pipelines["__default__"] = sum(
         (pipelines[name] for name in PIPELINE_ORDER if name in pipelines), start=Pipeline([])
     )
+    # Sweeps train many agents: not part of the default run. From a fresh clone they also need the
+    # data, features, split and advisor nodes upstream of them, and only those.
+    pipelines["experiments"] = (pipelines["__default__"] + pipelines["experiments"]).to_outputs(
+        *EXPERIMENT_OUTPUTS)
     return pipelines
