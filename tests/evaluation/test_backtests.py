@@ -142,3 +142,31 @@ def test_sessions_played_side_by_side_give_the_one_environment_result(n_envs):
     assert len(alone[0]) == 5 and alone[0]["trades"].sum() > 5  # every session once, and it trades
     pd.testing.assert_frame_equal(together[0], alone[0])
     pd.testing.assert_frame_equal(together[1], alone[1])
+
+
+def test_the_comparison_carries_each_agents_chance_to_pass_an_apex_evaluation():
+    from hybrid_trader.pipelines.evaluation.nodes import compute_backtest_metrics
+
+    # Two agents, three sessions each: "steady" makes +1,100 to +1,200 a day (any three days pass, on
+    # day 3: 3,300 or more, two days at most 2,400), "dipper" dips to -2,600 every day (a breach on day 1).
+    days = ["2024-01-02", "2024-01-03", "2024-01-04"]
+    paths = {("steady", i): [300.0, 1_100.0 + 50 * i] for i in range(3)}
+    paths.update({("dipper", i): [-2_600.0, 500.0 + 50 * i] for i in range(3)})
+    episodes = pd.DataFrame([{"agent": agent, "split": "test", "cost_multiple": 1.0, "session_date": days[i],
+                              "net_pnl": path[-1], "steps": 2, "trades": 1,
+                              "end_reason": "drawdown_breach" if agent == "dipper" else "session_end"}
+                             for (agent, i), path in paths.items()])
+    steps = pd.DataFrame([{"agent": agent, "split": "test", "cost_multiple": 1.0, "session_date": days[i],
+                           "step": k + 1, "equity": 50_000.0 + x, "trade_pnl": np.nan}
+                          for (agent, i), path in paths.items() for k, x in enumerate(path)])
+    day_splits = pd.DataFrame({"session_date": days, "regime": ["calm"] * 3})
+    evaluation = {"apex_evaluation": {"attempts": 50, "outer_resamples": 10, "resample_attempts": 20}}
+    table, markdown, metrics = compute_backtest_metrics(episodes, steps, day_splits, {"engine": {
+        "starting_balance": 50_000.0, "drawdown_limit": 2_500.0, "threshold_lock_offset": 100.0}}, evaluation)
+    rows = {row["agent"]: row for row in table["rows"]}
+    assert rows["steady"]["apex_pass_probability"] == 1 and rows["steady"]["apex_median_days_to_pass"] == 3
+    assert rows["dipper"]["apex_breach_probability"] == 1 and rows["dipper"]["apex_pass_probability_high"] == 0
+    assert "apex_pass_probability" in markdown and "| steady |" in markdown and "100.0% (100.0-100.0%)" in markdown
+    assert metrics["test_1x/steady/apex_pass_probability"]["value"] == 1.0
+    assert metrics["test_1x/dipper/apex_breach_probability_low"]["value"] == 1.0
+    assert "test_1x/dipper/apex_median_days_to_pass" not in metrics  # NaN: no pass

@@ -32,6 +32,7 @@ from hybrid_trader.agents.fusion import ADVICE_PRESENT, ADVICE_PROBABILITIES
 from hybrid_trader.agents.phase3 import Phase3Config, make_advised_env
 from hybrid_trader.env.actions import Action
 from hybrid_trader.env.factory import market_for_split, split_days
+from hybrid_trader.evaluation.apex import ApexEstimation, ApexRules, apex_figures
 from hybrid_trader.evaluation.metrics import (
     deflated_sharpe_ratio, max_drawdown, probabilistic_sharpe_ratio, sharpe_ratio, sortino_ratio, trade_statistics,
 )
@@ -117,11 +118,13 @@ def run_agent(agent: str, split: str, cost_multiple: float, setup: BacktestSetup
 
 TABLE_COLUMNS = ("net_pnl", "mean_daily_pnl", "sharpe_daily", "sortino_daily", "psr", "dsr", "max_drawdown",
                  "max_drawdown_pct", "win_rate", "profit_factor", "average_win", "average_loss", "trades_per_day",
-                 "mean_episode_length", "apex_breaches")
+                 "mean_episode_length", "apex_breaches", "apex_pass_probability", "apex_breach_probability",
+                 "apex_median_days_to_pass")
 
 
 def backtest_metrics(episodes: pd.DataFrame, steps: pd.DataFrame, starting_balance: float,
-                     regimes: Mapping[str, str]) -> dict[str, Any]:
+                     regimes: Mapping[str, str],
+                     apex: tuple[ApexRules, ApexEstimation] | None = None) -> dict[str, Any]:
     """The metrics of one backtest (definitions in :mod:`hybrid_trader.evaluation.metrics` and
     ``docs/evaluation.md``):
 
@@ -136,7 +139,11 @@ def backtest_metrics(episodes: pd.DataFrame, steps: pd.DataFrame, starting_balan
     * ``mean_episode_length``: bars per session episode;
     * ``apex_breaches``: sessions ended by the trailing-drawdown rule;
     * ``end_reasons``: sessions per end reason;
-    * ``by_regime``: mean daily net P&L and sessions per regime label of the split.
+    * ``by_regime``: mean daily net P&L and sessions per regime label of the split;
+    * with ``apex`` (rules and estimation), ``apex_<figure>`` for every figure of
+      :func:`~hybrid_trader.evaluation.apex.estimate_apex`: the chance to pass, breach or expire
+      an Apex evaluation that replays these sessions, the median sessions to a pass, and their
+      intervals (``_low``, ``_high``).
     """
     daily = episodes["net_pnl"].to_numpy(dtype=float) / starting_balance
     previous = np.concatenate([[0.0], np.cumsum(episodes["net_pnl"].to_numpy(dtype=float))[:-1]])
@@ -146,6 +153,7 @@ def backtest_metrics(episodes: pd.DataFrame, steps: pd.DataFrame, starting_balan
     trades = trade_statistics(steps["trade_pnl"].dropna().to_numpy())
     by_regime = (episodes.assign(regime=episodes["session_date"].map(regimes).fillna("unknown"))
                  .groupby("regime")["net_pnl"].agg(["mean", "size"]))
+    apex_part = {} if apex is None else {f"apex_{k}": v for k, v in apex_figures(episodes, steps, *apex).items()}
     return {
         "sessions": int(len(episodes)),
         "net_pnl": float(episodes["net_pnl"].sum()),
@@ -167,6 +175,7 @@ def backtest_metrics(episodes: pd.DataFrame, steps: pd.DataFrame, starting_balan
         "by_regime": {regime: {"mean_daily_pnl": float(row["mean"]), "sessions": int(row["size"])}
                       for regime, row in by_regime.iterrows()},
         "daily_returns": [float(x) for x in daily],
+        **apex_part,
     }
 
 

@@ -5,7 +5,7 @@ closed trades' net P&L, and the account's equity path. Daily returns are a
 session's net P&L divided by the starting balance: every backtest session is
 played as a fresh account at the starting balance. An Apex evaluation account
 does not reset: it carries its balance and trailing threshold from day to day
-until it passes or breaches, which these per-session figures do not simulate.
+until it passes or breaches; :mod:`hybrid_trader.evaluation.apex` simulates it.
 """
 
 from __future__ import annotations

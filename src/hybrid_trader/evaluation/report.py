@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import mlflow
 import pandas as pd
 
 from hybrid_trader.evaluation.backtests import TABLE_COLUMNS
 
-__all__ = ["comparison_markdown", "earlier_trial_sharpes", "metric_key"]
+__all__ = ["comparison_markdown", "earlier_trial_sharpes", "metric_key", "MLFLOW_FIGURES", "mlflow_metrics"]
 
 _MONEY = {"net_pnl", "mean_daily_pnl", "max_drawdown", "average_win", "average_loss"}
-_PERCENT = {"max_drawdown_pct", "win_rate", "psr", "dsr"}
+_PERCENT = {"max_drawdown_pct", "win_rate", "psr", "dsr", "apex_pass_probability", "apex_breach_probability"}
+_WITH_INTERVAL = {"apex_pass_probability", "apex_breach_probability", "apex_median_days_to_pass"}
+# The figures of a comparison row logged as MLflow metrics (metric_key names them).
+MLFLOW_FIGURES = ("net_pnl", "sharpe_daily", "sortino_daily", "max_drawdown", "psr", "dsr", "win_rate",
+                  "profit_factor", "trades_per_day", "apex_pass_probability", "apex_pass_probability_low",
+                  "apex_pass_probability_high", "apex_breach_probability", "apex_breach_probability_low",
+                  "apex_breach_probability_high", "apex_expiry_probability", "apex_median_days_to_pass",
+                  "apex_median_days_to_pass_low", "apex_median_days_to_pass_high")
 
 
 def metric_key(split: str, cost_multiple: float, agent: str, name: str) -> str:
@@ -22,7 +29,7 @@ def metric_key(split: str, cost_multiple: float, agent: str, name: str) -> str:
     return f"{split}_{cost_multiple:g}x/{agent}/{name}"
 
 
-def _cell(name: str, value: Any) -> str:
+def _value(name: str, value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     if isinstance(value, float) and math.isinf(value):
@@ -36,18 +43,36 @@ def _cell(name: str, value: Any) -> str:
     return f"{value:.3g}"
 
 
+def _cell(name: str, row: Mapping[str, Any]) -> str:
+    """A row's figure; an Apex figure with its interval in brackets, e.g. ``31.0% (11.2-54.1%)``."""
+    text = _value(name, row.get(name))
+    low, high = row.get(f"{name}_low"), row.get(f"{name}_high")
+    if name in _WITH_INTERVAL and text != "n/a" and low is not None and not math.isnan(low):
+        text += f" ({_value(name, low).rstrip('%')}-{_value(name, high)})"
+    return text
+
+
 def comparison_markdown(rows: Sequence[dict[str, Any]]) -> str:
     """Markdown tables, one per (split, costs), agents as rows and :data:`TABLE_COLUMNS` as columns."""
     lines = ["# Backtest comparison", "",
-             "Deterministic, masked backtests; money in $ after costs; definitions in docs/evaluation.md.", ""]
+             "Deterministic, masked backtests; money in $ after costs; definitions in docs/evaluation.md.",
+             "apex_*: simulated Apex evaluations replaying the sessions, with the interval over resamples "
+             "of the sessions in brackets.", ""]
     frame = pd.DataFrame(rows)
     for (split, cost), group in frame.groupby(["split", "cost_multiple"], sort=False):
         lines += [f"## {split} days, {cost:g}x costs ({int(group['sessions'].iloc[0])} sessions)", "",
                   "| agent | " + " | ".join(TABLE_COLUMNS) + " |", "|---" * (len(TABLE_COLUMNS) + 1) + "|"]
-        for _, row in group.iterrows():
-            lines.append(f"| {row['agent']} | " + " | ".join(_cell(c, row[c]) for c in TABLE_COLUMNS) + " |")
+        for row in group.to_dict("records"):
+            lines.append(f"| {row['agent']} | " + " | ".join(_cell(c, row) for c in TABLE_COLUMNS) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def mlflow_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """The rows' :data:`MLFLOW_FIGURES` as MLflow metrics (finite numbers only), named by :func:`metric_key`."""
+    return {metric_key(r["split"], r["cost_multiple"], r["agent"], name): {"value": float(r[name]), "step": 0}
+            for r in rows for name in MLFLOW_FIGURES
+            if isinstance(r.get(name), (int, float)) and math.isfinite(float(r[name]))}
 
 
 def earlier_trial_sharpes(split: str = "test", cost_multiple: float = 1.0) -> list[float]:

@@ -12,12 +12,13 @@ from hybrid_trader.advisor.cache import AdviceCache
 from hybrid_trader.advisor.finetune import with_adapter
 from hybrid_trader.advisor.prescore import flat_states, prescore
 from hybrid_trader.agents.phase3 import Phase3Config
+from hybrid_trader.evaluation.apex import apex_settings
 from hybrid_trader.evaluation.backtests import BacktestSetup, add_deflated_sharpe, backtest_metrics, run_agent
 from hybrid_trader.evaluation.learning import learning_markdown, learning_report, split_directions
 from hybrid_trader.evaluation.plots import (
     action_panels, end_reason_panels, equity_panels, to_matplotlib, to_plotly, training_panels,
 )
-from hybrid_trader.evaluation.report import comparison_markdown, earlier_trial_sharpes, metric_key
+from hybrid_trader.evaluation.report import comparison_markdown, earlier_trial_sharpes, mlflow_metrics
 from hybrid_trader.market_data.synthetic import PlantedEdge, check_planted_labels
 from hybrid_trader.pipelines.phase2.nodes import contract_from_spec
 
@@ -83,21 +84,20 @@ def backtest_agents(
 
 def compute_backtest_metrics(
     backtest_episodes: pd.DataFrame, backtest_steps: pd.DataFrame, day_splits: pd.DataFrame,
-    environment_params: dict[str, Any],
+    environment_params: dict[str, Any], evaluation_params: dict[str, Any],
 ) -> tuple[dict[str, Any], str, dict[str, Any]]:
-    """The comparison table (JSON rows and Markdown) and its figures as MLflow metrics."""
+    """The comparison table (JSON rows and Markdown), with each row's chance to pass an Apex
+    evaluation (``evaluation.apex_evaluation``), and its figures as MLflow metrics."""
     start = float(environment_params["engine"]["starting_balance"])
+    apex = apex_settings(evaluation_params.get("apex_evaluation"), environment_params["engine"])
     regimes = dict(zip(day_splits["session_date"].astype(str).str[:10], day_splits["regime"]))
     rows = []
     keys = ["agent", "split", "cost_multiple"]
     step_groups = dict(list(backtest_steps.groupby(keys, sort=False)))
     for key, episodes in backtest_episodes.groupby(keys, sort=False):
-        rows.append({**dict(zip(keys, key)), **backtest_metrics(episodes, step_groups[key], start, regimes)})
+        rows.append({**dict(zip(keys, key)), **backtest_metrics(episodes, step_groups[key], start, regimes, apex)})
     add_deflated_sharpe(rows, earlier_trial_sharpes())
-    metrics = {metric_key(r["split"], r["cost_multiple"], r["agent"], name): {"value": float(r[name]), "step": 0}
-               for r in rows for name in ("net_pnl", "sharpe_daily", "sortino_daily", "max_drawdown", "psr", "dsr",
-                                          "win_rate", "profit_factor", "trades_per_day")
-               if isinstance(r[name], (int, float)) and pd.notna(r[name]) and abs(float(r[name])) != float("inf")}
+    metrics = mlflow_metrics(rows)
     table = comparison_markdown(rows)
     logger.info("\n%s", table)
     for row in rows:

@@ -27,7 +27,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 func=compute_backtest_metrics,
-                inputs=["backtest_episodes", "backtest_steps", "day_splits", "params:environment"],
+                inputs=["backtest_episodes", "backtest_steps", "day_splits", "params:environment",
+                        "params:evaluation"],
                 outputs=["backtest_metrics", "backtest_metrics_markdown", "backtest_mlflow_metrics"],
                 name="compute_backtest_metrics",
             ),
