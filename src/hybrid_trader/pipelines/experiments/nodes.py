@@ -161,7 +161,8 @@ def _summary_metrics(summary: dict[str, Any]) -> dict[str, Any]:
                 metrics[f"experiment/{configuration}/{name}_iqm"] = {"value": float(values["iqm"]), "step": 0}
     for comparison in summary.get("comparisons", []):
         for name, values in comparison.get("metrics", {}).items():
-            if pd.notna(values.get("mean_difference")):
+            difference = values.get("mean_difference", {}).get("value")
+            if difference is not None and pd.notna(difference):
                 metrics[f"experiment/{comparison['configuration']}-{comparison['baseline']}/{name}_diff"] = {
-                    "value": float(values["mean_difference"]), "step": 0}
+                    "value": float(difference), "step": 0}
     return metrics
