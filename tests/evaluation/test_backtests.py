@@ -1,6 +1,7 @@
 """Baselines and the per-backtest metrics on hand-made sessions."""
 
 import dataclasses
+import math
 
 import numpy as np
 import pandas as pd
@@ -82,42 +83,90 @@ def test_backtest_metrics_of_two_hand_made_sessions():
     assert m["sharpe_daily"] == pytest.approx(daily.mean() / daily.std(ddof=1))
 
 
-def test_earlier_runs_sharpe_ratios_are_found_in_mlflow(tmp_path):
+def test_earlier_runs_trials_are_found_in_mlflow_once_each(tmp_path):
     import mlflow
 
-    from hybrid_trader.evaluation.report import earlier_trial_sharpes
+    from hybrid_trader.evaluation.report import earlier_trial_sharpes, earlier_trials
 
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_experiment("trials")
+    prefix = "backtest_mlflow_metrics."
     try:
         with mlflow.start_run():  # an earlier run, logged as kedro-mlflow names it
-            mlflow.log_metrics({"backtest_mlflow_metrics.test_1x/hybrid/sharpe_daily": 0.3,
-                                "backtest_mlflow_metrics.test_1x/phase2/sharpe_daily": -0.1,
-                                "backtest_mlflow_metrics.test_2x/hybrid/sharpe_daily": 0.2,
-                                "backtest_mlflow_metrics.test_1x/oracle/sharpe_daily": 5.0,  # not a trial
-                                "backtest_mlflow_metrics.test_1x/hybrid/net_pnl": 100.0})
+            mlflow.log_metric(prefix + "test_1x/hybrid/sharpe_daily", 0.25, step=0)
+            mlflow.log_metric(prefix + "test_1x/hybrid/sharpe_daily", 0.3, step=1)  # logged again: the last counts
+            mlflow.log_metrics({prefix + "test_1x/phase2/sharpe_daily": -0.1,
+                                prefix + "test_2x/hybrid/sharpe_daily": 0.2,  # another cost level
+                                prefix + "test_1x/random/sharpe_daily": 0.7,  # baselines are not trials
+                                prefix + "test_1x/oracle/sharpe_daily": 5.0,
+                                prefix + "test_1x/hybrid/net_pnl": 100.0})
+        with mlflow.start_run():  # the table recomputed from the same backtests: the same two trials
+            mlflow.log_metrics({prefix + "test_1x/hybrid/sharpe_daily": 0.3,
+                                prefix + "test_1x/phase2/sharpe_daily": -0.1})
+        with mlflow.start_run():  # an experiment's trial, without a dataset prefix, a dot in its name
+            mlflow.log_metric("test_1x/lr.3e-4/sharpe_daily", 0.15)
         with mlflow.start_run():
-            mlflow.log_metric("backtest_mlflow_metrics.test_1x/flat/sharpe_daily", 0.9)  # this run: not earlier
-            assert sorted(earlier_trial_sharpes()) == [-0.1, 0.3]
-        assert earlier_trial_sharpes() == []  # no active run
+            mlflow.log_metric(prefix + "test_1x/phase2/sharpe_daily", 0.9)  # this run: not earlier
+            assert sorted(earlier_trials()) == [("hybrid", 0.3), ("lr.3e-4", 0.15), ("phase2", -0.1)]
+            assert earlier_trials("test", 2.0) == [("hybrid", 0.2)] and earlier_trials("validation") == []
+            assert sorted(earlier_trial_sharpes()) == [-0.1, 0.15, 0.3]
+        assert earlier_trials() == []  # no active run
     finally:
         mlflow.set_tracking_uri(previous)
 
 
-def test_deflated_sharpe_counts_every_agent_but_the_oracle_as_a_trial():
+def test_trials_are_counted_once():
+    from hybrid_trader.evaluation.backtests import unique_trials
+
+    assert unique_trials([("hybrid", 0.3), ("phase2", float("nan"))], [("hybrid", 0.3), ("hybrid", 0.31)],
+                         [0.05, 0.05]) == [("hybrid", 0.3), ("hybrid", 0.31), ("", 0.05)]
+    # The same value to 12 significant digits (e.g. through a store that rounds) is the same trial.
+    assert len(unique_trials([("a", 0.123456789012345), ("a", 0.123456789012)])) == 1
+
+
+def _result(agent, split, cost, returns):
+    returns = np.asarray(returns, dtype=float)
+    return {"agent": agent, "split": split, "cost_multiple": cost, "daily_returns": list(returns),
+            "sharpe_daily": float(returns.mean() / returns.std(ddof=1))}
+
+
+def test_deflated_sharpe_shares_one_benchmark_per_split_from_the_trials_at_base_costs():
     from hybrid_trader.evaluation.backtests import add_deflated_sharpe
-    from hybrid_trader.evaluation.metrics import deflated_sharpe_ratio
+    from hybrid_trader.evaluation.metrics import expected_max_sharpe, probabilistic_sharpe_ratio
 
     rng = np.random.default_rng(0)
-    results = [{"agent": agent, "split": "test", "cost_multiple": 1.0, "daily_returns": list(returns),
-                "sharpe_daily": float(returns.mean() / returns.std(ddof=1))}
-               for agent, returns in (("phase2", rng.normal(0.001, 0.01, 50)), ("flat", rng.normal(0, 0.01, 50)),
-                                      ("oracle", rng.normal(0.05, 0.01, 50)))]
-    add_deflated_sharpe(results, earlier_trials=[0.2])
-    trials = [results[0]["sharpe_daily"], results[1]["sharpe_daily"], 0.2]
-    assert [r["dsr_trials"] for r in results] == [3, 3, 3]
-    assert results[0]["dsr"] == pytest.approx(deflated_sharpe_ratio(results[0]["daily_returns"], trials))
+    results = [_result(agent, split, cost, rng.normal(0.002 / cost, 0.01, 50))
+               for split in ("validation", "test") for cost in (1.0, 2.0)
+               for agent in ("phase2", "hybrid", "llm_only", "random", "buy_and_hold")]
+    results.append(_result("oracle", "test", 1.0, rng.normal(0.05, 0.01, 50)))
+    row = {(r["agent"], r["split"], r["cost_multiple"]): r for r in results}
+    phase2_sharpe = row["phase2", "test", 1.0]["sharpe_daily"]
+    add_deflated_sharpe(results, earlier_trials={"test": [("hybrid", 0.2), ("old_config", -0.05)]},
+                        extra_trials={"test": [("lr_high", 0.12), ("phase2", phase2_sharpe)]})  # phase2: already in
+    # Test days: this run's phase2, hybrid and llm_only at 1x, the two earlier and one new extra trial.
+    test_trials = [row[a, "test", 1.0]["sharpe_daily"] for a in ("phase2", "hybrid", "llm_only")] + [0.2, -0.05, 0.12]
+    sr0 = expected_max_sharpe(test_trials)
+    for r in results:
+        if r["split"] == "test":
+            assert r["dsr_trials"] == 6 and r["dsr_sr0"] == pytest.approx(sr0)
+            # 2x costs and baselines are judged against the 1x trials' SR0, not counted in it.
+            assert r["dsr"] == pytest.approx(probabilistic_sharpe_ratio(r["daily_returns"], sr0))
+    validation_sr0 = expected_max_sharpe([row[a, "validation", 1.0]["sharpe_daily"]
+                                          for a in ("phase2", "hybrid", "llm_only")])
+    assert row["random", "validation", 2.0]["dsr_trials"] == 3
+    assert row["random", "validation", 2.0]["dsr_sr0"] == pytest.approx(validation_sr0)
+    assert [r["dsr_is_trial"] for r in results[:5]] == [True, True, True, False, False]
+    assert row["oracle", "test", 1.0]["dsr_is_trial"] is False
+
+
+def test_deflated_sharpe_is_nan_with_fewer_than_two_trials():
+    from hybrid_trader.evaluation.backtests import add_deflated_sharpe
+
+    results = [_result("hybrid", "test", 1.0, [0.01, -0.01, 0.02, 0.0]),
+               _result("random", "test", 1.0, [0.0, -0.01, 0.01, 0.0])]
+    add_deflated_sharpe(results)
+    assert results[0]["dsr_trials"] == 1 and math.isnan(results[0]["dsr"]) and math.isnan(results[1]["dsr"])
 
 
 def _observation_policy(obs: np.ndarray, masks: np.ndarray) -> np.ndarray:

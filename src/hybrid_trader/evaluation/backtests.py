@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -34,16 +34,20 @@ from hybrid_trader.env.actions import Action
 from hybrid_trader.env.factory import market_for_split, split_days
 from hybrid_trader.evaluation.apex import ApexEstimation, ApexRules, apex_figures
 from hybrid_trader.evaluation.metrics import (
-    deflated_sharpe_ratio, max_drawdown, probabilistic_sharpe_ratio, sharpe_ratio, sortino_ratio, trade_statistics,
+    expected_max_sharpe, max_drawdown, probabilistic_sharpe_ratio, sharpe_ratio, sortino_ratio, trade_statistics,
 )
 from hybrid_trader.evaluation.learning import oracle_policy, split_directions
 from hybrid_trader.market_data.synthetic import PlantedEdge
 from hybrid_trader.markets import ContractSpec
 
-__all__ = ["AGENTS", "BacktestSetup", "buy_and_hold_policy", "llm_only_policy", "with_costs", "run_agent",
-           "backtest_metrics", "add_deflated_sharpe", "TABLE_COLUMNS"]
+__all__ = ["AGENTS", "BASELINES", "BacktestSetup", "buy_and_hold_policy", "llm_only_policy", "with_costs", "run_agent",
+           "backtest_metrics", "unique_trials", "add_deflated_sharpe", "TABLE_COLUMNS"]
 
 AGENTS = ("flat", "buy_and_hold", "random", "oracle", "phase2", "phase3_rl_only", "hybrid", "llm_only")
+# Fixed rules, not searched for: not trials of the deflated Sharpe ratio (add_deflated_sharpe). The other
+# agents are configurations tried: the learned policies, and the advisor alone (its prompt, fine-tuning
+# and calibration were chosen too).
+BASELINES = ("flat", "buy_and_hold", "random", "oracle")
 _NO_STOP = 1e6  # stop (and target) this many ATRs away: never reached within a session
 
 
@@ -179,19 +183,50 @@ def backtest_metrics(episodes: pd.DataFrame, steps: pd.DataFrame, starting_balan
     }
 
 
-def add_deflated_sharpe(results: list[dict[str, Any]], earlier_trials: list[float]) -> None:
-    """Set each result's ``dsr`` and ``dsr_trials``: the deflated Sharpe ratio against every
-    trial, i.e. the daily Sharpe ratios of this run's agents on the same split and costs, plus
-    ``earlier_trials`` (earlier runs' logged ones) for test days at 1x costs. A planted
-    market's oracle is not a trial (it was not searched for): it gets a DSR but is not counted."""
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for result in results:
-        groups.setdefault((result["split"], result["cost_multiple"]), []).append(result)
-    for (split, cost), members in groups.items():
-        trials = [m["sharpe_daily"] for m in members
-                  if math.isfinite(m["sharpe_daily"]) and m.get("agent") != "oracle"]
-        if split == "test" and cost == 1:
-            trials = trials + [t for t in earlier_trials if math.isfinite(t)]
+def unique_trials(*groups: Iterable[tuple[str, float] | float]) -> list[tuple[str, float]]:
+    """The trials of ``groups`` counted once: ``(name, daily Sharpe ratio)`` pairs (a bare number is a
+    trial without a name) with a finite Sharpe ratio, one per name and Sharpe ratio (to 12
+    significant digits), the first kept. The same configuration with the same Sharpe ratio on the same
+    days is the same strategy: a resumed run, metrics logged twice or a table recomputed from the
+    same stored backtests is one trial."""
+    seen: dict[tuple[str, float], tuple[str, float]] = {}
+    for group in groups:
+        for item in group:
+            name, sharpe = ("", item) if isinstance(item, (int, float)) else item
+            if math.isfinite(sharpe):
+                seen.setdefault((str(name), float(f"{float(sharpe):.12g}")), (str(name), float(sharpe)))
+    return list(seen.values())
+
+
+def add_deflated_sharpe(results: list[dict[str, Any]],
+                        earlier_trials: Mapping[str, Iterable[tuple[str, float]]] | None = None,
+                        extra_trials: Mapping[str, Iterable[tuple[str, float] | float]] | None = None) -> None:
+    """Set each result's deflated Sharpe ratio, against one expected maximum Sharpe ratio per split.
+
+    The trials of a split are the strategy configurations tried, with their daily Sharpe ratios on
+    the split's days at its base cost level (the lowest cost multiple, 1x by default): this run's
+    agents that are not :data:`BASELINES` (the learned policies and the advisor alone), earlier
+    runs' (``earlier_trials``, split -> ``(agent, Sharpe)``, e.g. from
+    :func:`hybrid_trader.evaluation.report.earlier_trials`) and a caller's (``extra_trials``, split
+    -> ``(configuration, Sharpe)`` or bare Sharpe ratios, e.g. an experiment's configurations), each
+    counted once (:func:`unique_trials`). Their expected maximum ``SR0``
+    (:func:`~hybrid_trader.evaluation.metrics.expected_max_sharpe`) is the split's benchmark at
+    every cost level: higher costs stress the same strategies, they are not more trials. Baselines
+    get a DSR against the same ``SR0`` but are not counted.
+
+    Sets ``dsr`` (PSR of the result's daily returns against ``SR0``), ``dsr_sr0``, ``dsr_trials``
+    (the split's ``N``) and ``dsr_is_trial`` (whether the result is one of them).
+    """
+    earlier_trials, extra_trials = earlier_trials or {}, extra_trials or {}
+    for split in dict.fromkeys(r["split"] for r in results):
+        members = [r for r in results if r["split"] == split]
+        base = min(r["cost_multiple"] for r in members)
+        this_run = [(r["agent"], r["sharpe_daily"]) for r in members
+                    if r["cost_multiple"] == base and r["agent"] not in BASELINES]
+        trials = unique_trials(this_run, earlier_trials.get(split, ()), extra_trials.get(split, ()))
+        sr0 = expected_max_sharpe(sharpe for _, sharpe in trials)
         for member in members:
-            member["dsr"] = deflated_sharpe_ratio(member["daily_returns"], trials)
-            member["dsr_trials"] = len(trials)
+            member["dsr"] = probabilistic_sharpe_ratio(member["daily_returns"], sr0) if math.isfinite(sr0) \
+                else float("nan")
+            member["dsr_sr0"], member["dsr_trials"] = sr0, len(trials)
+            member["dsr_is_trial"] = member["agent"] not in BASELINES

@@ -17,7 +17,8 @@ import numpy as np
 from scipy import stats
 
 __all__ = ["sharpe_ratio", "sortino_ratio", "max_drawdown", "profit_factor", "trade_statistics",
-           "probabilistic_sharpe_ratio", "expected_max_sharpe", "deflated_sharpe_ratio", "EULER_GAMMA"]
+           "probabilistic_sharpe_ratio", "psr_from_moments", "expected_max_sharpe", "expected_max_sharpe_of",
+           "deflated_sharpe_ratio", "EULER_GAMMA"]
 
 EULER_GAMMA = 0.5772156649015329
 
@@ -80,45 +81,56 @@ def trade_statistics(trade_pnl: Sequence[float]) -> dict[str, float]:
             "profit_factor": profit_factor(t)}
 
 
-def probabilistic_sharpe_ratio(daily_returns: Sequence[float], benchmark_sharpe: float = 0.0) -> float:
-    """Probabilistic Sharpe ratio (Bailey & Lopez de Prado, 2012): the probability that the true
-    Sharpe ratio exceeds ``benchmark_sharpe``, given ``n`` observations' skewness ``g3`` and
-    (non-excess) kurtosis ``g4``:
+def psr_from_moments(sharpe: float, observations: int, skewness: float, kurtosis: float,
+                     benchmark_sharpe: float = 0.0) -> float:
+    """The probabilistic Sharpe ratio of a Sharpe ratio measured on ``observations`` returns with
+    the given skewness ``g3`` and (non-excess) kurtosis ``g4`` (Bailey & Lopez de Prado, 2012):
 
         PSR(SR*) = Phi( (SR - SR*) * sqrt(n - 1) / sqrt(1 - g3 * SR + (g4 - 1) / 4 * SR^2) )
 
-    with ``SR`` the daily (non-annualised) Sharpe ratio. NaN with fewer than 3 days.
-    """
+    NaN when the denominator is not positive or an input is not finite."""
+    denominator = 1.0 - skewness * sharpe + (kurtosis - 1.0) / 4.0 * sharpe ** 2
+    if not all(math.isfinite(v) for v in (sharpe, skewness, kurtosis, benchmark_sharpe)) or denominator <= 0:
+        return float("nan")
+    return float(stats.norm.cdf((sharpe - benchmark_sharpe) * math.sqrt(observations - 1) / math.sqrt(denominator)))
+
+
+def probabilistic_sharpe_ratio(daily_returns: Sequence[float], benchmark_sharpe: float = 0.0) -> float:
+    """Probabilistic Sharpe ratio (Bailey & Lopez de Prado, 2012): the probability that the true
+    Sharpe ratio exceeds ``benchmark_sharpe``, :func:`psr_from_moments` of the daily (non-annualised)
+    Sharpe ratio and the ``n`` daily returns' skewness and kurtosis (moment ratios ``m3 / m2^1.5``
+    and ``m4 / m2^2``, as in the paper). NaN with fewer than 3 days."""
     r = np.asarray(daily_returns, dtype=float)
     sr = sharpe_ratio(r)
     if len(r) < 3 or not math.isfinite(sr):
         return float("nan")
-    g3 = float(stats.skew(r))  # moment ratios m3 / m2^1.5 and m4 / m2^2, as in the paper
-    g4 = float(stats.kurtosis(r, fisher=False))
-    denominator = 1.0 - g3 * sr + (g4 - 1.0) / 4.0 * sr ** 2
-    if denominator <= 0:
-        return float("nan")
-    return float(stats.norm.cdf((sr - benchmark_sharpe) * math.sqrt(len(r) - 1) / math.sqrt(denominator)))
+    return psr_from_moments(sr, len(r), float(stats.skew(r)), float(stats.kurtosis(r, fisher=False)),
+                            benchmark_sharpe)
 
 
-def expected_max_sharpe(trial_sharpes: Iterable[float]) -> float:
-    """The Sharpe ratio the best of ``N`` unskilled trials would reach by luck (Bailey & Lopez de
-    Prado, 2014):
+def expected_max_sharpe_of(n_trials: int, variance: float) -> float:
+    """The Sharpe ratio the best of ``n_trials`` unskilled trials would reach by luck (Bailey & Lopez
+    de Prado, 2014), given the variance ``V`` of the trials' Sharpe ratios:
 
         SR0 = sqrt(V) * ((1 - gamma) * Phi^-1(1 - 1/N) + gamma * Phi^-1(1 - 1/(N e)))
 
-    with ``V`` the variance of the trials' Sharpe ratios and ``gamma`` Euler's constant.
-    NaN with fewer than 2 trials."""
-    s = np.asarray([x for x in trial_sharpes if math.isfinite(x)], dtype=float)
-    n = len(s)
-    if n < 2:
+    with ``gamma`` Euler's constant. NaN with fewer than 2 trials."""
+    if n_trials < 2 or not math.isfinite(variance) or variance < 0:
         return float("nan")
-    return float(math.sqrt(s.var(ddof=1)) * ((1 - EULER_GAMMA) * stats.norm.ppf(1 - 1 / n)
-                                            + EULER_GAMMA * stats.norm.ppf(1 - 1 / (n * math.e))))
+    return float(math.sqrt(variance) * ((1 - EULER_GAMMA) * stats.norm.ppf(1 - 1 / n_trials)
+                                        + EULER_GAMMA * stats.norm.ppf(1 - 1 / (n_trials * math.e))))
+
+
+def expected_max_sharpe(trial_sharpes: Iterable[float]) -> float:
+    """:func:`expected_max_sharpe_of` the finite ``trial_sharpes``: ``N`` of them and the sample
+    variance (ddof 1) of their values. NaN with fewer than 2 trials."""
+    s = np.asarray([x for x in trial_sharpes if math.isfinite(x)], dtype=float)
+    return expected_max_sharpe_of(len(s), float(s.var(ddof=1))) if len(s) >= 2 else float("nan")
 
 
 def deflated_sharpe_ratio(daily_returns: Sequence[float], trial_sharpes: Iterable[float]) -> float:
     """Deflated Sharpe ratio (Bailey & Lopez de Prado, 2014): the PSR against the expected
     maximum Sharpe ratio of the trials, ``DSR = PSR(SR0)`` with ``SR0 = expected_max_sharpe``.
-    The trials are every strategy variant tried (their daily Sharpe ratios), this one included."""
+    The trials are every strategy configuration tried (their daily Sharpe ratios, on the same days);
+    which ones those are here: :func:`hybrid_trader.evaluation.backtests.add_deflated_sharpe`."""
     return probabilistic_sharpe_ratio(daily_returns, expected_max_sharpe(trial_sharpes))

@@ -8,15 +8,16 @@ from typing import Any, Mapping, Sequence
 import mlflow
 import pandas as pd
 
-from hybrid_trader.evaluation.backtests import TABLE_COLUMNS
+from hybrid_trader.evaluation.backtests import BASELINES, TABLE_COLUMNS, unique_trials
 
-__all__ = ["comparison_markdown", "earlier_trial_sharpes", "metric_key", "MLFLOW_FIGURES", "mlflow_metrics"]
+__all__ = ["comparison_markdown", "earlier_trials", "earlier_trial_sharpes", "metric_key", "MLFLOW_FIGURES",
+           "mlflow_metrics"]
 
 _MONEY = {"net_pnl", "mean_daily_pnl", "max_drawdown", "average_win", "average_loss"}
 _PERCENT = {"max_drawdown_pct", "win_rate", "psr", "dsr", "apex_pass_probability", "apex_breach_probability"}
 _WITH_INTERVAL = {"apex_pass_probability", "apex_breach_probability", "apex_median_days_to_pass"}
 # The figures of a comparison row logged as MLflow metrics (metric_key names them).
-MLFLOW_FIGURES = ("net_pnl", "sharpe_daily", "sortino_daily", "max_drawdown", "psr", "dsr", "win_rate",
+MLFLOW_FIGURES = ("net_pnl", "sharpe_daily", "sortino_daily", "max_drawdown", "psr", "dsr", "dsr_sr0", "win_rate",
                   "profit_factor", "trades_per_day", "apex_pass_probability", "apex_pass_probability_low",
                   "apex_pass_probability_high", "apex_breach_probability", "apex_breach_probability_low",
                   "apex_breach_probability_high", "apex_expiry_probability", "apex_median_days_to_pass",
@@ -75,10 +76,15 @@ def mlflow_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, flo
             if isinstance(r.get(name), (int, float)) and math.isfinite(float(r[name]))}
 
 
-def earlier_trial_sharpes(split: str = "test", cost_multiple: float = 1.0) -> list[float]:
-    """Daily Sharpe ratios logged by earlier runs of this experiment (every agent but a planted
-    market's oracle, which is not a trial), for the deflated Sharpe ratio; empty without an
-    active MLflow run."""
+def earlier_trials(split: str = "test", cost_multiple: float = 1.0) -> list[tuple[str, float]]:
+    """The trials that earlier runs of this MLflow experiment logged: ``(agent or configuration,
+    daily Sharpe ratio)`` on ``split`` at ``cost_multiple``, from metrics named
+    ``[<dataset>.]<split>_<cost>x/<name>/sharpe_daily`` (the comparison table's, and an experiment
+    trial's), without :data:`~hybrid_trader.evaluation.backtests.BASELINES` and counted once
+    (:func:`~hybrid_trader.evaluation.backtests.unique_trials`: a run holds each metric's last value,
+    so metrics logged twice or a resumed run give one; the same name and value in two runs, e.g. a
+    table recomputed from the same backtests, is one). Empty without an active MLflow run; the
+    active run is not earlier."""
     run = mlflow.active_run()
     if run is None:
         return []
@@ -86,9 +92,24 @@ def earlier_trial_sharpes(split: str = "test", cost_multiple: float = 1.0) -> li
     if found.empty:
         return []
     found = found[found["run_id"] != run.info.run_id]
-    # Logged as "<dataset name>.<split>_<cost>x/<agent>/sharpe_daily" (kedro-mlflow adds the prefix).
     part, suffix = f"{split}_{cost_multiple:g}x/", "/sharpe_daily"
-    columns = [c for c in found.columns if c.startswith("metrics.") and c.endswith(suffix)
-               and c.removeprefix("metrics.").split(".")[-1].startswith(part) and "/oracle/" not in c]
-    values = found[columns].to_numpy().ravel() if columns else []
-    return [float(v) for v in values if pd.notna(v)]
+    pairs = []
+    for column in found.columns:
+        key = column.removeprefix("metrics.")
+        if key == column or not key.endswith(suffix):
+            continue
+        # kedro-mlflow prefixes the dataset's name and a dot; a configuration's name may hold dots too.
+        if key.startswith(part):
+            name = key[len(part):-len(suffix)]
+        elif "." + part in key:
+            name = key[key.index("." + part) + 1 + len(part):-len(suffix)]
+        else:
+            continue
+        if name and "/" not in name and name not in BASELINES:
+            pairs += [(name, float(v)) for v in found[column] if pd.notna(v)]
+    return unique_trials(pairs)
+
+
+def earlier_trial_sharpes(split: str = "test", cost_multiple: float = 1.0) -> list[float]:
+    """The daily Sharpe ratios of :func:`earlier_trials`."""
+    return [sharpe for _, sharpe in earlier_trials(split, cost_multiple)]

@@ -18,7 +18,7 @@ from hybrid_trader.evaluation.learning import learning_markdown, learning_report
 from hybrid_trader.evaluation.plots import (
     action_panels, end_reason_panels, equity_panels, to_matplotlib, to_plotly, training_panels,
 )
-from hybrid_trader.evaluation.report import comparison_markdown, earlier_trial_sharpes, mlflow_metrics
+from hybrid_trader.evaluation.report import comparison_markdown, earlier_trials, mlflow_metrics
 from hybrid_trader.market_data.synthetic import PlantedEdge, check_planted_labels
 from hybrid_trader.pipelines.phase2.nodes import contract_from_spec
 
@@ -96,7 +96,8 @@ def compute_backtest_metrics(
     step_groups = dict(list(backtest_steps.groupby(keys, sort=False)))
     for key, episodes in backtest_episodes.groupby(keys, sort=False):
         rows.append({**dict(zip(keys, key)), **backtest_metrics(episodes, step_groups[key], start, regimes, apex)})
-    add_deflated_sharpe(rows, earlier_trial_sharpes())
+    base_cost = min(r["cost_multiple"] for r in rows)  # one SR0 per split, from the trials at this cost
+    add_deflated_sharpe(rows, {split: earlier_trials(split, base_cost) for split in {r["split"] for r in rows}})
     metrics = mlflow_metrics(rows)
     table = comparison_markdown(rows)
     logger.info("\n%s", table)
