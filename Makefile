@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export KEDRO_DISABLE_TELEMETRY := 1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup browser run test viz mlflow-ui clean-outputs mutation
+.PHONY: setup browser postgres run test viz mlflow-ui clean-outputs mutation
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,10 +28,18 @@ browser:
 	  $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
 	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium; }; }
 
+# PostgreSQL 15's server binaries, for the test of tracking for a team (MLflow on PostgreSQL); the
+# test starts its own server from them and stops it (the package's default cluster is not used).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  export DEBIAN_FRONTEND=noninteractive; SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -qq --no-install-recommends postgresql-15 >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends postgresql-15; }; }
+
 run: setup
 	$(VENV)/bin/kedro run
 
-test: setup browser
+test: setup browser postgres
 	$(PY) -m pytest
 
 viz: setup

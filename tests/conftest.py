@@ -100,6 +100,18 @@ def tiny_backend(real_backend):
     return TransformersBackend(LlamaForCausalLM(config), tok, "tiny-random", "cpu")
 
 
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """A real PostgreSQL server for the session (tests/pg_server.py); take a database of your own
+    with ``postgres_server.create_database(name)``. Skipped only where no server binaries exist."""
+    from tests.pg_server import find_bindir, running_postgres
+
+    if find_bindir() is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found; `make postgres` installs them")
+    with running_postgres(tmp_path_factory.mktemp("postgres")) as server:
+        yield server
+
+
 def to_plain_csv(bars: pd.DataFrame, path: Path, *, local_offsets: bool = True) -> Path:
     """Write bars as a plain ``timestamp,open,high,low,close,volume`` file.
 
