@@ -59,7 +59,9 @@ def connect_ray(address: str | None = None, num_cpus: int | None = None) -> bool
         ray.init(address=address, **common)
         logger.info("Joined the Ray cluster at %s: %s", address, ray.cluster_resources())
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", **common)
+        # "local": a new instance, never the last cluster `ray start` left on this machine (ray.init's default).
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 **common)
         logger.info("Started Ray on this machine: %s", ray.cluster_resources())
     return True
 

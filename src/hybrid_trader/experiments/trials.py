@@ -10,7 +10,8 @@ Figures of a trial (per evaluated split ``<split>``; definitions in
 ``<split>_mean_daily_pnl``, ``<split>_net_pnl``, ``<split>_sharpe_daily``,
 ``<split>_max_drawdown``, ``<split>_apex_breaches`` (sessions the drawdown rule ended),
 ``<split>_trades_per_day``, the Apex evaluation figures
-(``<split>_apex_pass_probability`` ...) and, on a planted market,
+(:func:`hybrid_trader.evaluation.apex.estimate_apex`: ``<split>_apex_pass_probability``,
+``_breach_probability``, ``_expiry_probability``, ``_median_days_to_pass``) and, on a planted market,
 ``<split>_oracle_capture`` and ``<split>_direction_agreement``.
 """
 
@@ -108,6 +109,7 @@ def _load_policy(blob: bytes) -> Any:
 def trial_figures(agent_episodes: pd.DataFrame, agent_steps: pd.DataFrame, split: str, params: dict[str, Any],
                   data: TrialData) -> dict[str, float]:
     """The trial's figures on one split (see the module docstring), from its backtest."""
+    from hybrid_trader.evaluation.apex import FIGURES as APEX_FIGURES, apex_figures, apex_settings
     from hybrid_trader.evaluation.backtests import backtest_metrics
     from hybrid_trader.evaluation.learning import learning_figures, split_directions
     from hybrid_trader.market_data.synthetic import PlantedEdge
@@ -116,8 +118,9 @@ def trial_figures(agent_episodes: pd.DataFrame, agent_steps: pd.DataFrame, split
     metrics = backtest_metrics(agent_episodes, agent_steps, start, data.regimes)
     figures = {f"{split}_{name}": float(metrics[name]) for name in
                ("mean_daily_pnl", "net_pnl", "sharpe_daily", "max_drawdown", "apex_breaches", "trades_per_day")}
-    figures.update({f"{split}_{name}": float(value) for name, value in metrics.items()
-                    if name.startswith("apex_") and name != "apex_breaches" and isinstance(value, (int, float))})
+    rules, estimation = apex_settings(params["evaluation"].get("apex_evaluation"), params["environment"]["engine"])
+    apex = apex_figures(agent_episodes, agent_steps, rules, estimation)
+    figures.update({f"{split}_apex_{name}": float(apex[name]) for name in APEX_FIGURES})
     edge = PlantedEdge.from_params(params["evaluation"].get("planted_edge"))
     if edge is not None:
         directions = split_directions(data.clean_bars, data.model_input_features, split, edge)
