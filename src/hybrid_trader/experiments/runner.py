@@ -73,8 +73,8 @@ class ProgressBoard:
         self._running: dict[str, dict[str, Any]] = {}
         self._starts: dict[str, int] = {}
 
-    def started(self, key: str, pid: int, node_id: str) -> None:
-        self._running[key] = {"pid": pid, "node_id": node_id}
+    def started(self, key: str, pid: int, node_id: str, name: str = "") -> None:
+        self._running[key] = {"pid": pid, "node_id": node_id, "name": name}
         self._starts[key] = self._starts.get(key, 0) + 1
 
     def finished(self, key: str) -> None:

@@ -205,10 +205,10 @@ def run_trial(trial: Trial, data: TrialData, stage_result: dict[str, Any], track
 
     started = time.perf_counter()
     node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
-    if board is not None:
-        ray.get(board.started.remote(trial.key, os.getpid(), node_id))
     _one_thread()
     run = _start_run(trial, tracking)
+    if board is not None:  # after the run exists: a trial seen running has a run to close if its worker dies
+        ray.get(board.started.remote(trial.key, os.getpid(), node_id, trial.name))
     try:
         sessions, figures, training, policy = execute(trial, data, stage_result, splits, cost_multiple, work_dir)
         record = {

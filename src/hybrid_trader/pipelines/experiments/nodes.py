@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,16 @@ def _tracking(experiment: str) -> Tracking:
     if uri.startswith(prefix) and not Path(uri[len(prefix):]).is_absolute():
         uri = prefix + str(Path(uri[len(prefix):]).resolve())  # Ray workers need not share this directory
     return Tracking(uri, run.info.experiment_id, run.info.run_id, experiment)
+
+
+def _absolute(path: str | None) -> str | None:
+    return str(Path(path).resolve()) if path else path
+
+
+def _absolute_model_paths(advisor_params: dict[str, Any]) -> dict[str, Any]:
+    model = advisor_params["model"]
+    return {**advisor_params, "model": {**model, **{key: _absolute(model.get(key))
+                                                    for key in ("model_path", "adapter_path", "cache_dir")}}}
 
 
 def _data_fingerprint(clean_bars: pd.DataFrame, day_splits: pd.DataFrame, market_spec: dict[str, Any]) -> str:
@@ -72,6 +83,10 @@ def run_experiment(
                          synthetic_day_regimes["regime"])
     stages, trials = spec.trials(base, _data_fingerprint(clean_bars, day_splits, market_spec),
                                  fingerprint(advisor_adapter.get("key") or advisor_adapter.get("adapter_path")))
+    # Ray workers need not run in this directory: they get absolute paths (trial keys keep the configured ones).
+    trials = [dataclasses.replace(t, params={**t.params, "advisor": _absolute_model_paths(t.params["advisor"])})
+              for t in trials]
+    advisor_adapter = {**advisor_adapter, "adapter_path": _absolute(advisor_adapter.get("adapter_path"))}
     if any(t.configuration.evaluated_agent == "hybrid" for t in trials):
         _prescore_days(advice_cache, advisor_bar_features, day_splits, spec.splits, advisor_params, advisor_adapter,
                        environment_params)
@@ -84,7 +99,7 @@ def run_experiment(
     started_here = connect_ray(ray_settings.get("address"), ray_settings.get("num_cpus"))
     try:
         records = run_trials(stages, trials, data, _tracking(spec.name), experiment=spec.name, splits=spec.splits,
-                             cost_multiple=spec.cost_multiple, work_dir=experiments_params["work_dir"],
+                             cost_multiple=spec.cost_multiple, work_dir=_absolute(experiments_params["work_dir"]),
                              cpus_per_trial=float(ray_settings.get("cpus_per_trial", 1)),
                              max_retries=int(ray_settings.get("max_retries", 2)),
                              progress_bar=bool(experiments_params.get("progress_bar", True)))
