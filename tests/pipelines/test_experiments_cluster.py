@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -97,6 +98,7 @@ class LocalCluster:
             deadline = time.monotonic() + 30
             while self._processes() and time.monotonic() < deadline:
                 time.sleep(0.2)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 @pytest.fixture

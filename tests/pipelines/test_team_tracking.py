@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
 from kedro.config import OmegaConfigLoader
 from kedro_mlflow.config.kedro_mlflow_config import KedroMlflowConfig
 from mlflow.tracking import MlflowClient
@@ -31,6 +32,7 @@ URI_VARIABLE, ARTIFACTS_VARIABLE = "HYBRID_TRADER_MLFLOW_URI", "HYBRID_TRADER_AR
 # The smallest pipeline set that registers phase2_policy: 25 s here, where the whole `--env test` run
 # (Phase 3's advisor and the evaluation too) took 241 s on 2 busy cores and tracks nothing of another kind.
 PIPELINES = "data_ingestion,feature_engineering,data_split,phase2"
+SWEEP_EXPERIMENT = "hybrid_trader_sweeps"
 
 
 def _mlflow_conf(project: Path, env: str) -> dict:
@@ -99,24 +101,53 @@ def test_the_test_server_listens_on_localhost_only_and_is_gone_after_the_block(t
 
 # --- end to end ----------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def team_run(postgres_server: PostgresServer, tmp_path_factory):
-    """The test configuration with conf/team's MLflow settings, run once against its own database."""
-    root = tmp_path_factory.mktemp("team")
-    (root / "project").mkdir()
-    project = _new_project(root / "project")
+def _team_project(root: Path, experiment: str | None = None) -> Path:
+    """A project on the test configuration with conf/team's MLflow settings (and, if given, its own
+    MLflow experiment)."""
+    root.mkdir()
+    project = _new_project(root)
     assert not list((project / "conf/test").glob("mlflow*"))  # nothing of the test env's to override
     for path in (PROJECT_ROOT / "conf/team").glob("*.yml"):
         shutil.copy(path, project / "conf/test")
+    if experiment:
+        settings = yaml.safe_load((project / "conf/test/mlflow.yml").read_text())
+        settings["tracking"]["experiment"]["name"] = experiment
+        (project / "conf/test/mlflow.yml").write_text(yaml.safe_dump(settings))
+    return project
+
+
+@pytest.fixture(scope="module")
+def team_run(postgres_server: PostgresServer, tmp_path_factory):
+    """The test configuration with conf/team's MLflow settings, run once against its own database,
+    while an experiment (one seed, three configurations, on an embedded Ray) logs its trials into the
+    same database from its own project at the same time."""
+    root = tmp_path_factory.mktemp("team")
+    project = _team_project(root / "project")
+    sweep = _team_project(root / "sweep", experiment=SWEEP_EXPERIMENT)
+    (sweep / "conf/test/parameters_experiments.yml").write_text(
+        "experiments:\n  name: team_sweep\n  seeds: [1]\n  statistics: {n_resamples: 200}\n  progress_bar: false\n")
     uri = postgres_server.create_database("team_tracking")
     artifacts = root / "shared-artifacts"  # outside the project, as a shared mount would be
     # The store comes from conf/team alone, never from a tracking uri left in this process's environment.
     env = {key: value for key, value in _environment().items() if not key.startswith("MLFLOW_")}
     env.update({URI_VARIABLE: uri, ARTIFACTS_VARIABLE: str(artifacts)})
-    proc = subprocess.run([*KEDRO, "run", "--env", "test", f"--pipelines={PIPELINES}"], cwd=project, env=env,
-                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    # A team's store is set up once (MLflow creates its tables on the first connection); two first
+    # connections at the same moment would both try to create them.
+    MlflowClient(tracking_uri=uri).search_experiments()
+    with open(root / "sweep.log", "w") as log:
+        sweeping = subprocess.Popen([*KEDRO, "run", "--env", "test", "--pipelines=experiments"], cwd=sweep, env=env,
+                                    stdout=log, stderr=subprocess.STDOUT)
+        try:
+            proc = subprocess.run([*KEDRO, "run", "--env", "test", f"--pipelines={PIPELINES}"], cwd=project, env=env,
+                                  capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+            swept = sweeping.wait(timeout=RUN_TIMEOUT_S)
+        finally:
+            if sweeping.poll() is None:
+                sweeping.kill()
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return {"project": project, "uri": uri, "artifacts": artifacts, "proc": proc, "server": postgres_server}
+    assert swept == 0, (root / "sweep.log").read_text()[-4000:]
+    return {"project": project, "sweep": sweep, "uri": uri, "artifacts": artifacts, "proc": proc,
+            "server": postgres_server}
 
 
 @pytest.mark.e2e
@@ -152,8 +183,10 @@ def test_team_run_tracks_run_params_and_metrics_in_postgresql(team_run):
     # And the rows in PostgreSQL itself.
     dsn = team_run["server"].dsn_for("team_tracking")
     with psycopg.connect(dsn) as connection:
-        assert connection.execute("select count(*) from runs").fetchone()[0] == 1
-        assert connection.execute("select count(*) from params").fetchone()[0] == len(params)
+        assert connection.execute("select count(*) from runs where experiment_id = %s",
+                                  (int(experiment.experiment_id),)).fetchone()[0] == 1
+        assert connection.execute("select count(*) from params where run_uuid = %s",
+                                  (run.info.run_id,)).fetchone()[0] == len(params)
         assert connection.execute("select name from registered_models").fetchall() == [("phase2_policy",)]
 
 
@@ -186,3 +219,24 @@ def test_team_run_registers_phase2_policy_loadable_by_a_teammate_from_the_shared
     answer = json.loads(proc.stdout.strip().splitlines()[-1])
     assert answer["rows"] == 1 and answer["action_name"] == Action(answer["action"]).name
     assert not list(tmp_path.iterdir())  # it read nothing from, and wrote nothing to, a local store
+
+
+@pytest.mark.e2e
+def test_ray_trials_log_child_runs_into_the_same_postgresql_store(team_run):
+    sweep, uri, artifacts = team_run["sweep"], team_run["uri"], team_run["artifacts"]
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(SWEEP_EXPERIMENT)
+    runs = client.search_runs([experiment.experiment_id])
+    [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.info.status == "FINISHED" and len(runs) == 1 + len(children)
+    assert sorted(r.info.run_name for r in children) == ["hybrid/seed1", "phase2/seed1", "rl_only/seed1"]
+    assert {r.info.status for r in children} == {"FINISHED"}
+    records = json.loads((sweep / "data/07_model_output/experiment_trials.json").read_text())
+    by_run = {r["run_id"]: r for r in records}
+    for child in children:  # each trial's figures and record are in the shared store
+        record = by_run[child.info.run_id]
+        assert child.data.metrics["test_mean_daily_pnl"] == pytest.approx(record["figures"]["test_mean_daily_pnl"])
+        assert (artifacts / child.info.run_id / "artifacts" / "trial.json").is_file()
+    # Both projects' runs are in the one database.
+    assert {e.name for e in client.search_experiments()} >= {"hybrid_trader", SWEEP_EXPERIMENT}
