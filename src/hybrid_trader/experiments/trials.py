@@ -207,8 +207,10 @@ def run_trial(trial: Trial, data: TrialData, stage_result: dict[str, Any], track
     node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
     _one_thread()
     run = _start_run(trial, tracking)
-    if board is not None:  # after the run exists: a trial seen running has a run to close if its worker dies
-        ray.get(board.started.remote(trial.key, os.getpid(), node_id, trial.name))
+    # After the run exists: a trial seen running has a run to close if its worker dies. Not waited on
+    # (an actor runs one caller's calls in order): a task blocked in ray.get lends its CPU to another.
+    if board is not None:
+        board.started.remote(trial.key, os.getpid(), node_id, trial.name)
     try:
         sessions, figures, training, policy = execute(trial, data, stage_result, splits, cost_multiple, work_dir)
         record = {
@@ -228,7 +230,7 @@ def run_trial(trial: Trial, data: TrialData, stage_result: dict[str, Any], track
         raise
     finally:
         if board is not None:
-            ray.get(board.finished.remote(trial.key))
+            board.finished.remote(trial.key)
 
 
 def _start_run(trial: Trial, tracking: Tracking):
