@@ -122,7 +122,7 @@ def _repoint_tracking_store(database: Path, old_prefix: str, new_prefix: str) ->
 def test_registry_lists_every_pipeline(tmp_path):
     out = _kedro(_new_project(tmp_path), "registry", "list").stdout
     for name in ("__default__", "data_ingestion", "feature_engineering", "data_split",
-                 "phase2", "phase3", "evaluation"):
+                 "phase2", "phase3", "evaluation", "experiments"):
         assert f"- {name}" in out
 
 
