@@ -1,6 +1,6 @@
 """Run an experiment's trials as Ray tasks: embedded on this machine or on a Ray cluster.
 
-* Ray: with an address (``experiments.ray.address`` or ``RAY_ADDRESS``) the run joins
+* Ray: with an address (``experiments.ray_address`` or ``RAY_ADDRESS``) the run joins
   that cluster; without one it starts Ray embedded with this machine's cores, bound to
   127.0.0.1, without a dashboard, and shuts it down afterwards.
 * Each seed's Phase 2 training is one task (a *stage*); the trials that need it are tasks

@@ -96,7 +96,7 @@ def run_experiment(
                      dict(zip(day_splits["session_date"].astype(str).str[:10], day_splits["regime"])),
                      offline_cache, advisor_adapter)
     ray_settings = experiments_params.get("ray") or {}
-    started_here = connect_ray(ray_settings.get("address"), ray_settings.get("num_cpus"))
+    started_here = connect_ray(experiments_params.get("ray_address"), ray_settings.get("num_cpus"))
     try:
         records = run_trials(stages, trials, data, _tracking(spec.name), experiment=spec.name, splits=spec.splits,
                              cost_multiple=spec.cost_multiple, work_dir=_absolute(experiments_params["work_dir"]),
