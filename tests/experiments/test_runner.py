@@ -1,8 +1,8 @@
 """The Ray runner on an embedded Ray: shared stages, failures recorded, resume from MLflow.
 
-The trials here are cheap stand-ins for training (the real ones run in
-tests/pipelines/test_experiments_pipeline.py); everything else (Ray tasks,
-retries, MLflow child runs, resume) is the real code.
+The trials here are cheap stand-ins for training (a real one runs in
+tests/experiments/test_trials.py, real sweeps in tests/pipelines/test_experiments_cluster.py and
+test_team_tracking.py); everything else (Ray tasks, retries, MLflow child runs, resume) is the real code.
 """
 
 from __future__ import annotations
@@ -60,10 +60,12 @@ def embedded_ray():
 @pytest.fixture()
 def tracking(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     experiment_id = mlflow.create_experiment("sweeps", artifact_location=(tmp_path / "artifacts").as_uri())
     with mlflow.start_run(experiment_id=experiment_id) as parent:
         yield Tracking(uri, experiment_id, parent.info.run_id, "sweeps")
+    mlflow.set_tracking_uri(previous)
 
 
 def run(tracking, work_dir, seeds=(1, 2)):

@@ -41,7 +41,7 @@ def test_trials_are_seeds_times_configurations_sharing_one_phase2_stage_per_seed
     rl_only = trials[1]
     assert rl_only.params["phase3"]["use_advisor"] is False and rl_only.params["phase3"]["ppo"]["seed"] == 1
     assert rl_only.params["phase2"]["ppo"] == {"seed": 1, "learning_rate": 3e-4}
-    assert [t.configuration.evaluated_agent for t in trials[:3]] == ["phase2", "phase3_rl_only", "hybrid"]
+    assert [t.evaluated_agent for t in trials[:3]] == ["phase2", "phase3_rl_only", "hybrid"]
     assert len({t.key for t in trials}) == 6
 
 
@@ -54,6 +54,11 @@ def test_trial_keys_change_with_what_the_trial_depends_on_and_only_that():
     assert all(a.key != b.key for a, b in zip(trials, new_data))
     # A new advisor adapter reruns the Phase 3 trials, not Phase 2's.
     assert [a.key == b.key for a, b in zip(trials, new_adapter)] == [True, False, False] * 2
+    # Where files go and how progress shows change no result: same keys.
+    relocated = deep_merge(BASE, {"phase2": {"work_dir": "elsewhere", "progress_bar": False},
+                                  "phase3": {"resume": True}, "evaluation": {"agents": ["flat"]}})
+    _, moved = spec().trials(relocated, "data", "adapter-1")
+    assert [t.key for t in moved] == [t.key for t in trials]
     changed = deep_merge(BASE, {"phase3": {"llm_weight": 0.5}})
     _, tuned = spec().trials(changed, "data", "adapter-1")
     # rl_only sets its own llm_weight: only the hybrid's trials change.
@@ -82,7 +87,8 @@ def test_grid_and_random_samples_around_a_configuration():
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"name": ""}, "name is required"),
+    ({"name": ""}, "experiments.name must be a name"),
+    ({"name": "it's"}, "experiments.name must be a name"),
     ({"seeds": [1, 1]}, "distinct"),
     ({"seeds": []}, "non-empty"),
     ({"configurations": {"x": {"agent": "phase4"}}}, "agent must be one of"),
@@ -93,6 +99,8 @@ def test_grid_and_random_samples_around_a_configuration():
     ({"configurations": {"a b[1]": {"agent": "phase3"}}}, "not a usable name"),
     ({"configurations": {"x": {"agent": "phase3", "seed": 1}}}, "unknown key"),
     ({"evaluation": {"splits": ["holdout"]}}, "unknown split"),
+    ({"sample": {"base": "hybrid", "space": {"phase3.fusion": ["fixed"]}},
+      "configurations": {**CONFIGURATIONS, "hybrid:fusion-fixed": {"agent": "phase3"}}}, "unique"),
     ({"sample": {"base": "missing", "space": {"phase3.llm_weight": [0.1]}}}, "sample.base"),
     ({"sample": {"base": "hybrid", "mode": "random", "n": 9, "space": {"phase3.llm_weight": [0.1]}}}, "sample.n"),
 ])

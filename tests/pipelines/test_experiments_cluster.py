@@ -54,14 +54,13 @@ class LocalCluster:
 
     def __init__(self, temp_dir: Path) -> None:
         self.temp_dir = temp_dir
-        ports = _free_ports(16)
+        ports = _free_ports(14)  # worker processes take free ports of Ray's default range
         self.address = f"127.0.0.1:{ports[0]}"
         self.env = {**_environment(), **RAY_ENV}
         common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
         self._start("start", "--head", f"--port={ports[0]}", f"--temp-dir={temp_dir}", "--include-dashboard=false",
-                    f"--dashboard-port={ports[1]}", *common, *_node_ports(ports[2:8]),
-                    f"--min-worker-port={ports[8]}", f"--max-worker-port={ports[8] + 40}")
-        self._start("start", f"--address={self.address}", *common, *_node_ports(ports[9:15]))
+                    f"--dashboard-port={ports[1]}", *common, *_node_ports(ports[2:8]))
+        self._start("start", f"--address={self.address}", *common, *_node_ports(ports[8:14]))
 
     def _start(self, *args: str) -> None:
         proc = subprocess.run([*RAY, *args], env=self.env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
@@ -113,17 +112,20 @@ def cluster(tmp_path_factory):
 def _kill_a_running_trial(run: subprocess.Popen, address: str, experiment: str) -> dict:
     """Wait for a running trial (not a hybrid one: its advisor's child process would outlive a
     SIGKILL) and kill its worker process; the killed trial's board entry."""
+    saved = {key: os.environ.get(key) for key in RAY_ENV}
     os.environ.update(RAY_ENV)
     ray.init(address=address, namespace=BOARD_NAMESPACE, log_to_driver=False)
     try:
         board = None
         while run.poll() is None:
             if board is None:
-                try:
-                    board = ray.get_actor(board_name(experiment), namespace=BOARD_NAMESPACE)
-                except ValueError:  # not created yet
+                prefix = board_name(experiment, "")
+                names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                         if a["namespace"] == BOARD_NAMESPACE and a["name"].startswith(prefix)]
+                if not names:  # not created yet
                     time.sleep(0.2)
                     continue
+                board = ray.get_actor(names[0], namespace=BOARD_NAMESPACE)
             running = [entry for entry in ray.get(board.running.remote()).values()
                        if not entry["name"].startswith("hybrid/")]
             if running:
@@ -133,6 +135,11 @@ def _kill_a_running_trial(run: subprocess.Popen, address: str, experiment: str) 
         raise AssertionError("the run ended before a trial could be killed")
     finally:
         ray.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def test_experiments_on_a_two_node_cluster_complete_after_a_worker_is_killed(cluster, tmp_path):

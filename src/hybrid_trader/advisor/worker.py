@@ -197,7 +197,10 @@ def _answer_until_stopped(advisor_params: dict[str, Any], requests: Any, results
     results.put(("ready", advisor.backend.identity))
     pending: dict[int, tuple[Any, np.ndarray, int]] = {}
     superseded = 0
+    parent = multiprocessing.parent_process()
     while not stop.is_set():
+        if parent is not None and not parent.is_alive():  # the trainer was killed: nobody will ask again
+            return
         block = not pending
         while not stop.is_set():
             try:

@@ -12,7 +12,7 @@
   experiment's name and the key) are not run again; their records are read back
   from that run.
 * A progress bar counts trials done, running (reported by the trials themselves to a
-  small actor) and failed.
+  small actor, ``progress:<experiment>:<parent run id>``) and failed.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import logging
 import os
 import tempfile
 import time
+import uuid
 from typing import Any, Callable, Sequence
 
 import mlflow
@@ -38,9 +39,10 @@ logger = logging.getLogger(__name__)
 BOARD_NAMESPACE = "hybrid_trader"
 
 
-def board_name(experiment: str) -> str:
-    """The name of an experiment's progress actor (in namespace :data:`BOARD_NAMESPACE`)."""
-    return f"progress:{experiment}"
+def board_name(experiment: str, run: str) -> str:
+    """The name of one run of an experiment's progress actor (in namespace :data:`BOARD_NAMESPACE`);
+    ``run`` keeps two drivers of the same experiment on one cluster apart."""
+    return f"progress:{experiment}:{run}"
 
 
 def connect_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
@@ -88,8 +90,10 @@ class ProgressBoard:
         return dict(self._starts)
 
 
-def completed_trials(tracking: Tracking, experiment: str) -> dict[str, dict[str, Any]]:
-    """Records of this experiment's finished trials in MLflow, by trial key (the newest run per key)."""
+def completed_trials(tracking: Tracking, experiment: str,
+                     keys: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Records of this experiment's finished trials in MLflow, by trial key (the newest run per key;
+    only ``keys``, when given)."""
     if not tracking.enabled:
         return {}
     mlflow.set_tracking_uri(tracking.tracking_uri)
@@ -99,7 +103,7 @@ def completed_trials(tracking: Tracking, experiment: str) -> dict[str, dict[str,
     records: dict[str, dict[str, Any]] = {}
     for run in runs:
         key = run.data.tags.get(TRIAL_TAGS["key"])
-        if not key or key in records:
+        if not key or key in records or (keys is not None and key not in keys):
             continue
         with tempfile.TemporaryDirectory() as folder:
             try:
@@ -129,9 +133,18 @@ def close_orphan_runs(tracking: Tracking, experiment: str) -> int:
     return len(runs)
 
 
+def _running_count(ray: Any, board: Any) -> int | str:
+    """Trials running now, as the progress actor knows them; ``"?"`` if it was lost (its node died):
+    progress is for show, the results come from the tasks."""
+    try:
+        return len(ray.get(board.running.remote(), timeout=10))
+    except Exception:
+        return "?"
+
+
 def _failure(trial: Trial, error: BaseException) -> dict[str, Any]:
     return {"key": trial.key, "configuration": trial.configuration.name, "agent": trial.configuration.agent,
-            "evaluated_agent": trial.configuration.evaluated_agent, "seed": trial.seed, "status": "failed",
+            "evaluated_agent": trial.evaluated_agent, "seed": trial.seed, "status": "failed",
             "error": f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}",
             "figures": {}, "sessions": []}
 
@@ -149,7 +162,7 @@ def run_trials(stages: Sequence[Stage], trials: Sequence[Trial], data: TrialData
     import ray
 
     tracking = dataclasses.replace(tracking, experiment_name=experiment)  # the tag resume looks for
-    done = completed_trials(tracking, experiment)
+    done = completed_trials(tracking, experiment, {t.key for t in trials})
     pending = [t for t in trials if t.key not in done]
     if done:
         logger.info("Experiment %s: %d of %d trials already complete in MLflow; running %d", experiment,
@@ -167,8 +180,9 @@ def run_trials(stages: Sequence[Stage], trials: Sequence[Trial], data: TrialData
 
 def _run_pending(stages, pending, data, tracking, experiment, splits, cost_multiple, work_dir, cpus_per_trial,
                  max_retries, progress_bar, trial_fn, stage_fn, ray) -> dict[str, dict[str, Any]]:
+    run = tracking.parent_run_id or uuid.uuid4().hex
     board = ray.remote(num_cpus=0)(ProgressBoard).options(
-        name=board_name(experiment), namespace=BOARD_NAMESPACE, get_if_exists=True).remote()
+        name=board_name(experiment, run), namespace=BOARD_NAMESPACE, get_if_exists=True).remote()
     options = {"num_cpus": cpus_per_trial, "max_retries": max_retries, "retry_exceptions": False}
     remote_stage = ray.remote(stage_fn).options(**options)
     remote_trial = ray.remote(trial_fn).options(**options)
@@ -193,10 +207,13 @@ def _run_pending(stages, pending, data, tracking, experiment, splits, cost_multi
                     records[trial.key] = _failure(trial, error)
                 bar.update(1)
             failed = sum(r["status"] == "failed" for r in records.values())
-            bar.set_postfix(running=len(ray.get(board.running.remote())), failed=failed, refresh=True)
+            bar.set_postfix(running=_running_count(ray, board), failed=failed, refresh=True)
     finally:
         bar.close()
-        ray.kill(board)
+        try:
+            ray.kill(board)
+        except Exception:  # already gone with its node: nothing to stop
+            pass
     logger.info("Experiment %s: %d trials in %.0f s (%d failed)", experiment, len(futures),
                 time.perf_counter() - started, sum(r["status"] == "failed" for r in records.values()))
     return records

@@ -9,8 +9,8 @@ configuration at one seed: the seed replaces ``phase2.ppo.seed`` and
 one Phase 2 training (a *stage*).
 
 Every trial has a key: a hash of the experiment's name, the configuration's
-name, agent and resolved parameters, the seed, and a fingerprint of the data
-and advisor it trains on. A rerun skips the trials whose key already has a
+name, agent and resolved parameters (less :data:`IGNORED_KEYS`), the seed, a
+fingerprint of the data and advisor it trains on, and :data:`TRIAL_FORMAT`. A rerun skips the trials whose key already has a
 finished MLflow run, so a changed parameter or dataset runs again and an
 unchanged one does not.
 """
@@ -27,10 +27,20 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["AGENT_KINDS", "Configuration", "Trial", "Stage", "ExperimentSpec", "deep_merge", "dotted_override",
-           "fingerprint"]
+__all__ = ["AGENT_KINDS", "TRIAL_FORMAT", "IGNORED_KEYS", "Configuration", "Trial", "Stage", "ExperimentSpec",
+           "deep_merge", "dotted_override", "fingerprint"]
 
 AGENT_KINDS = ("phase2", "phase3")
+# Part of every key: raised when a trial's code or record changes, so older records are not reused.
+TRIAL_FORMAT = 2
+# Settings that do not change a trial's result (where files go, logging, other pipelines' choices):
+# left out of the keys, so changing them neither retrains a stage nor reruns a trial.
+IGNORED_KEYS = {
+    "phase2": ("work_dir", "resume", "progress_bar", "registered_model_name"),
+    "phase3": ("work_dir", "resume", "progress_bar", "registered_model_name", "phase2_source", "health"),
+    "advisor": ("skill", "prescore", "save_llm_responses", "finetune"),  # the fitted adapter has its own fingerprint
+    "evaluation": ("splits", "cost_multiples", "agents", "prescore_advice"),
+}
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:\-]*")
 # The parameter sections a trial reads; overrides may touch only these.
 PARAMETER_SECTIONS = ("environment", "phase2", "phase3", "advisor", "evaluation")
@@ -53,6 +63,11 @@ def dotted_override(path: str, value: Any) -> dict[str, Any]:
     for part in reversed(path.split(".")):
         override = {part: override}
     return override
+
+
+def _relevant(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {section: {k: v for k, v in values.items() if k not in IGNORED_KEYS.get(section, ())}
+            if isinstance(values, Mapping) else values for section, values in params.items()}
 
 
 def fingerprint(value: Any) -> str:
@@ -79,14 +94,6 @@ class Configuration:
     overrides: dict[str, Any] = field(default_factory=dict)
     baseline: str | None = None  # the configuration it is compared against (paired by seed)
 
-    @property
-    def evaluated_agent(self) -> str:
-        """The backtest agent (:data:`hybrid_trader.evaluation.backtests.AGENTS`) that plays this configuration."""
-        if self.agent == "phase2":
-            return "phase2"
-        use_advisor = self.overrides.get("phase3", {}).get("use_advisor", True)
-        return "hybrid" if use_advisor else "phase3_rl_only"
-
 
 @dataclass(frozen=True)
 class Stage:
@@ -111,6 +118,14 @@ class Trial:
     def name(self) -> str:
         return f"{self.configuration.name}/seed{self.seed}"
 
+    @property
+    def evaluated_agent(self) -> str:
+        """The backtest agent (:data:`hybrid_trader.evaluation.backtests.AGENTS`) that plays this trial:
+        ``phase2``, or ``hybrid`` / ``phase3_rl_only`` as its resolved ``phase3.use_advisor`` says."""
+        if self.configuration.agent == "phase2":
+            return "phase2"
+        return "hybrid" if self.params["phase3"].get("use_advisor", True) else "phase3_rl_only"
+
 
 @dataclass(frozen=True)
 class ExperimentSpec:
@@ -127,8 +142,9 @@ class ExperimentSpec:
     def from_params(cls, params: Mapping[str, Any], base: Mapping[str, Any]) -> "ExperimentSpec":
         """Build and check the spec; ``base`` holds the project's parameter sections (to check overrides)."""
         name = str(params.get("name") or "").strip()
-        if not name:
-            raise ValueError("experiments.name is required: it identifies the experiment's trials in MLflow")
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"experiments.name must be a name (letters, digits, _ - . : only), got {name!r}: "
+                             "it identifies the experiment's trials in MLflow")
         seeds = tuple(int(s) for s in params.get("seeds") or ())
         if not seeds or len(set(seeds)) != len(seeds):
             raise ValueError(f"experiments.seeds must be a non-empty list of distinct integers, got {seeds}")
@@ -137,6 +153,8 @@ class ExperimentSpec:
         if not configurations:
             raise ValueError("experiments.configurations is empty")
         names = {c.name for c in configurations}
+        if len(names) != len(configurations):
+            raise ValueError(f"experiments: configuration names must be unique, got {[c.name for c in configurations]}")
         for config in configurations:
             if config.baseline is not None and config.baseline not in names:
                 raise ValueError(f"experiments.configurations.{config.name}.baseline: no configuration "
@@ -221,12 +239,14 @@ class ExperimentSpec:
             for config in self.configurations:
                 params = deep_merge({k: base[k] for k in PARAMETER_SECTIONS if k in base}, config.overrides)
                 params = deep_merge(params, {"phase2": {"ppo": {"seed": seed}}, "phase3": {"ppo": {"seed": seed}}})
-                stage_key = fingerprint({"seed": seed, "phase2": params["phase2"],
-                                         "environment": params["environment"], "data": data_fingerprint})
+                relevant = _relevant(params)
+                stage_key = fingerprint({"format": TRIAL_FORMAT, "seed": seed, "phase2": relevant["phase2"],
+                                         "environment": relevant["environment"], "data": data_fingerprint})
                 stages.setdefault(stage_key, Stage(stage_key, seed, params))
-                used = params if config.agent == "phase3" else {k: params[k] for k in ("environment", "phase2",
-                                                                                       "evaluation")}
-                key = fingerprint({"experiment": self.name, "configuration": config.name, "agent": config.agent,
+                used = relevant if config.agent == "phase3" else {k: relevant[k] for k in ("environment", "phase2",
+                                                                                           "evaluation")}
+                key = fingerprint({"format": TRIAL_FORMAT, "experiment": self.name, "configuration": config.name,
+                                   "agent": config.agent,
                                    "seed": seed, "params": used, "splits": self.splits, "cost": self.cost_multiple,
                                    "data": data_fingerprint,
                                    "advisor": advisor_fingerprint if config.agent == "phase3" else ""})

@@ -21,8 +21,10 @@ import io
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -77,7 +79,10 @@ def _one_thread() -> None:
 
 
 def train_stage(stage: Stage, data: TrialData, work_dir: str) -> dict[str, Any]:
-    """Train one seed's Phase 2 policy (or reuse the one saved under ``work_dir`` by an earlier attempt).
+    """Train one seed's Phase 2 policy (or reuse the one an earlier attempt saved under ``work_dir``).
+
+    Each attempt trains in its own folder (removed afterwards) and publishes the policy and its
+    summary by atomic renames, so concurrent attempts with the same key never see a half-written file.
 
     Returns:
         ``{"model": <zip bytes of the best-on-validation policy>, "summary": <training summary>}``.
@@ -89,15 +94,25 @@ def train_stage(stage: Stage, data: TrialData, work_dir: str) -> dict[str, Any]:
     saved, summary_file = folder / "best_policy.zip", folder / "summary.json"
     if saved.exists() and summary_file.exists():
         return {"model": saved.read_bytes(), "summary": json.loads(summary_file.read_text())}
-    phase2 = {**stage.params["phase2"], "work_dir": str(folder / "work"), "resume": False, "progress_bar": False}
-    _, best, summary = train_phase2_policy(data.clean_bars, data.model_input_features, data.market_spec,
-                                           stage.params["environment"], phase2)
-    buffer = io.BytesIO()
-    best.save(buffer)
-    folder.mkdir(parents=True, exist_ok=True)
-    saved.write_bytes(buffer.getvalue())  # written last: a stage killed midway is trained again
-    summary_file.write_text(json.dumps(summary, default=str))
+    attempt = folder / f"work-{uuid.uuid4().hex}"
+    phase2 = {**stage.params["phase2"], "work_dir": str(attempt), "resume": False, "progress_bar": False}
+    try:
+        _, best, summary = train_phase2_policy(data.clean_bars, data.model_input_features, data.market_spec,
+                                               stage.params["environment"], phase2)
+        buffer = io.BytesIO()
+        best.save(buffer)
+        _publish(summary_file, json.dumps(summary, default=str).encode())
+        _publish(saved, buffer.getvalue())  # last: its presence says the stage is complete
+    finally:
+        shutil.rmtree(attempt, ignore_errors=True)  # checkpoints: a retried stage starts over
     return {"model": buffer.getvalue(), "summary": summary}
+
+
+def _publish(path: Path, content: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    temporary.write_bytes(content)
+    os.replace(temporary, path)
 
 
 def _load_policy(blob: bytes) -> Any:
@@ -107,8 +122,9 @@ def _load_policy(blob: bytes) -> Any:
 
 
 def trial_figures(agent_episodes: pd.DataFrame, agent_steps: pd.DataFrame, split: str, params: dict[str, Any],
-                  data: TrialData) -> dict[str, float]:
-    """The trial's figures on one split (see the module docstring), from its backtest."""
+                  data: TrialData, oracle_episodes: pd.DataFrame | None = None) -> dict[str, float]:
+    """The trial's figures on one split (see the module docstring), from its backtest (and, on a planted
+    market, the oracle's backtest of the same sessions)."""
     from hybrid_trader.evaluation.apex import FIGURES as APEX_FIGURES, apex_figures, apex_settings
     from hybrid_trader.evaluation.backtests import backtest_metrics
     from hybrid_trader.evaluation.learning import learning_figures, split_directions
@@ -125,7 +141,7 @@ def trial_figures(agent_episodes: pd.DataFrame, agent_steps: pd.DataFrame, split
     if edge is not None:
         directions = split_directions(data.clean_bars, data.model_input_features, split, edge)
         learned = learning_figures(agent_episodes, agent_steps, directions,
-                                   exit_action=params["environment"]["engine"].get("exit_action", False))
+                                   None if edge.kind == "none" else oracle_episodes)
         figures.update({f"{split}_{name}": float(learned[name])
                         for name in ("oracle_capture", "direction_agreement") if name in learned})
     return figures
@@ -141,7 +157,7 @@ def _backtest(trial: Trial, data: TrialData, phase2: Any, phase3: Any, splits: t
     from hybrid_trader.pipelines.phase2.nodes import contract_from_spec
 
     params = trial.params
-    agent = trial.configuration.evaluated_agent
+    agent = trial.evaluated_agent
     advisor = (Advisor.from_params(with_adapter(params["advisor"], data.advisor_adapter), cache=data.advice_cache)
                if agent == "hybrid" else None)
     setup = BacktestSetup(data.clean_bars, data.model_input_features, data.advisor_bar_features,
@@ -152,7 +168,8 @@ def _backtest(trial: Trial, data: TrialData, phase2: Any, phase3: Any, splits: t
     sessions, figures = [], {}
     for split in splits:
         episodes, steps = run_agent(agent, split, cost_multiple, setup, phase2, phase3)
-        figures.update(trial_figures(episodes, steps, split, params, data))
+        oracle = run_agent("oracle", split, cost_multiple, setup, None, None)[0] if setup.planted_edge else None
+        figures.update(trial_figures(episodes, steps, split, params, data, oracle))
         sessions.append(episodes.assign(split=split)[["split", "session_date", "net_pnl", "end_reason", "trades",
                                                       "steps"]])
     return pd.concat(sessions, ignore_index=True), figures
@@ -180,12 +197,16 @@ def train_and_backtest(trial: Trial, data: TrialData, stage_result: dict[str, An
     if trial.configuration.agent == "phase3":
         from hybrid_trader.pipelines.phase3.nodes import train_phase3_policy
 
+        attempt = Path(work_dir) / "phase3" / f"{trial.key}-{uuid.uuid4().hex}"
         phase3_params = {**trial.params["phase3"], "phase2_source": "catalog", "resume": False,
-                         "progress_bar": False, "work_dir": str(Path(work_dir) / "phase3" / trial.key)}
-        phase3, _, summary, _ = train_phase3_policy(
-            phase2, data.clean_bars, data.model_input_features, data.advisor_bar_features, data.market_spec,
-            data.advice_cache, {}, data.advisor_adapter, trial.params["environment"], trial.params["advisor"],
-            phase3_params)
+                         "progress_bar": False, "work_dir": str(attempt)}
+        try:
+            phase3, _, summary, _ = train_phase3_policy(
+                phase2, data.clean_bars, data.model_input_features, data.advisor_bar_features, data.market_spec,
+                data.advice_cache, {}, data.advisor_adapter, trial.params["environment"], trial.params["advisor"],
+                phase3_params)
+        finally:
+            shutil.rmtree(attempt, ignore_errors=True)  # checkpoints: a retried trial starts over
         training["phase3"] = {k: summary[k] for k in ("num_timesteps", "telemetry", "llm_weight", "clean_exit")}
     sessions, figures = _backtest(trial, data, phase2, phase3, splits, cost_multiple)
     return sessions, figures, training, phase3 if phase3 is not None else phase2
@@ -207,15 +228,15 @@ def run_trial(trial: Trial, data: TrialData, stage_result: dict[str, Any], track
     node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
     _one_thread()
     run = _start_run(trial, tracking)
-    # After the run exists: a trial seen running has a run to close if its worker dies. Not waited on
-    # (an actor runs one caller's calls in order): a task blocked in ray.get lends its CPU to another.
-    if board is not None:
-        board.started.remote(trial.key, os.getpid(), node_id, trial.name)
     try:
+        # After the run exists: a trial seen running has a run to close if its worker dies. Not waited on
+        # (an actor runs one caller's calls in order): a task blocked in ray.get lends its CPU to another.
+        if board is not None:
+            board.started.remote(trial.key, os.getpid(), node_id, trial.name)
         sessions, figures, training, policy = execute(trial, data, stage_result, splits, cost_multiple, work_dir)
         record = {
             "key": trial.key, "configuration": trial.configuration.name, "agent": trial.configuration.agent,
-            "evaluated_agent": trial.configuration.evaluated_agent, "seed": trial.seed, "status": "finished",
+            "evaluated_agent": trial.evaluated_agent, "seed": trial.seed, "status": "finished",
             "figures": figures, "sessions": json.loads(sessions.to_json(orient="records", date_format="iso")),
             "run_id": run.info.run_id if run else None, "node_id": node_id, "pid": os.getpid(),
             "seconds": time.perf_counter() - started,

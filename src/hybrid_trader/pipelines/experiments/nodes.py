@@ -46,10 +46,11 @@ def _absolute_model_paths(advisor_params: dict[str, Any]) -> dict[str, Any]:
                                                     for key in ("model_path", "adapter_path", "cache_dir")}}}
 
 
-def _data_fingerprint(clean_bars: pd.DataFrame, day_splits: pd.DataFrame, market_spec: dict[str, Any]) -> str:
-    bars = pd.util.hash_pandas_object(clean_bars, index=False).sum()
-    splits = pd.util.hash_pandas_object(day_splits.astype(str), index=False).sum()
-    return fingerprint({"bars": int(bars), "splits": int(splits), "market": market_spec, "rows": len(clean_bars)})
+def _data_fingerprint(*frames: pd.DataFrame, market_spec: dict[str, Any]) -> str:
+    """A hash of everything the trials read: bars, split, scaled features (the scaler's settings
+    included), the advisor's inputs, and the contract."""
+    hashes = [int(pd.util.hash_pandas_object(frame, index=False).sum()) for frame in frames]
+    return fingerprint({"frames": hashes, "shapes": [list(frame.shape) for frame in frames], "market": market_spec})
 
 
 def run_experiment(
@@ -81,15 +82,21 @@ def run_experiment(
     spec = ExperimentSpec.from_params(experiments_params, base)
     check_planted_labels(PlantedEdge.from_params(evaluation_params.get("planted_edge")),
                          synthetic_day_regimes["regime"])
-    stages, trials = spec.trials(base, _data_fingerprint(clean_bars, day_splits, market_spec),
+    data_fingerprint = _data_fingerprint(clean_bars, day_splits.astype(str), model_input_features,
+                                         advisor_bar_features, market_spec=market_spec)
+    stages, trials = spec.trials(base, data_fingerprint,
                                  fingerprint(advisor_adapter.get("key") or advisor_adapter.get("adapter_path")))
     # Ray workers need not run in this directory: they get absolute paths (trial keys keep the configured ones).
     trials = [dataclasses.replace(t, params={**t.params, "advisor": _absolute_model_paths(t.params["advisor"])})
               for t in trials]
     advisor_adapter = {**advisor_adapter, "adapter_path": _absolute(advisor_adapter.get("adapter_path"))}
-    if any(t.configuration.evaluated_agent == "hybrid" for t in trials):
-        _prescore_days(advice_cache, advisor_bar_features, day_splits, spec.splits, advisor_params, advisor_adapter,
-                       environment_params)
+    # Hybrid backtests read the cache only: score the evaluated days' flat prompts for every advisor
+    # setting and drawdown limit (part of the prompt) the hybrid trials use.
+    settings = {fingerprint([t.params["advisor"], t.params["environment"]["engine"]["drawdown_limit"]]): t.params
+                for t in trials if t.evaluated_agent == "hybrid"}
+    for params in settings.values():
+        _prescore_days(advice_cache, advisor_bar_features, day_splits, spec.splits, params["advisor"],
+                       advisor_adapter, params["environment"])
     offline_cache = copy.copy(advice_cache)
     offline_cache.path = None  # trials read the answers; only this node writes the cache file
     data = TrialData(clean_bars, model_input_features, advisor_bar_features, market_spec,
@@ -149,6 +156,9 @@ def summarize_experiment(experiment_trials: list[dict[str, Any]], environment_pa
     spec = ExperimentSpec.from_params(experiments_params, base)
     table = trials_table(experiment_trials)
     finished = table.loc[table["status"] == "finished"]
+    if finished.empty:
+        failures = "; ".join(f"{r['configuration']}/seed{r['seed']}: {r.get('error')}" for r in experiment_trials)
+        raise RuntimeError(f"Experiment {spec.name}: no trial finished, nothing to summarize ({failures})")
     identity = {"configuration", "seed", "status", "agent", "key", "run_id", "node_id", "resumed", "error"}
     metrics = [c for c in table.columns if c not in identity]
     stats = experiments_params.get("statistics") or {}
