@@ -73,8 +73,9 @@ def test_grid_and_random_samples_around_a_configuration():
     space = {"phase3.llm_weight": [0.1, 0.4], "phase3.fusion": ["fixed", "confidence"]}
     grid = spec(sample={"base": "hybrid", "mode": "grid", "space": space})
     sampled = [c for c in grid.configurations if c.name.startswith("hybrid:")]
-    assert [c.name for c in sampled] == ["hybrid:llm_weight-0.1:fusion-fixed", "hybrid:llm_weight-0.1:fusion-confidence",
-                                         "hybrid:llm_weight-0.4:fusion-fixed", "hybrid:llm_weight-0.4:fusion-confidence"]
+    assert [c.name for c in sampled] == [
+        "hybrid:llm_weight-0.1:fusion-fixed", "hybrid:llm_weight-0.1:fusion-confidence",
+        "hybrid:llm_weight-0.4:fusion-fixed", "hybrid:llm_weight-0.4:fusion-confidence"]
     assert all(c.baseline == "hybrid" and c.agent == "phase3" for c in sampled)
     assert sampled[3].overrides == {"phase3": {"llm_weight": 0.4, "fusion": "confidence"}}
     drawn = spec(sample={"base": "rl_only", "mode": "random", "n": 2, "seed": 3, "space": space})

@@ -155,7 +155,7 @@ def backtest_metrics(episodes: pd.DataFrame, steps: pd.DataFrame, starting_balan
     path = starting_balance + steps["session_date"].map(offset).to_numpy() + (steps["equity"] - starting_balance)
     drawdown, drawdown_pct = max_drawdown(np.concatenate([[starting_balance], path.to_numpy(dtype=float)]))
     trades = trade_statistics(steps["trade_pnl"].dropna().to_numpy())
-    by_regime = (episodes.assign(regime=episodes["session_date"].map(regimes).fillna("unknown"))
+    by_regime = (episodes.assign(regime=episodes["session_date"].map(lambda day: regimes.get(day, "unknown")))
                  .groupby("regime")["net_pnl"].agg(["mean", "size"]))
     apex_part = {} if apex is None else {f"apex_{k}": v for k, v in apex_figures(episodes, steps, *apex).items()}
     return {

@@ -2,16 +2,15 @@
 
 A *configuration* is a name, the agent it trains (``phase2``: the Phase 2 policy;
 ``phase3``: the Phase 3 policy warm-started from that seed's Phase 2 policy) and
-parameter overrides merged into the project's parameters (e.g. ``phase3:
-{use_advisor: false, llm_weight: 0.0}`` for RL only). A *trial* is one
-configuration at one seed: the seed replaces ``phase2.ppo.seed`` and
-``phase3.ppo.seed``. Trials of one seed whose Phase 2 parameters are equal share
-one Phase 2 training (a *stage*).
+parameter overrides merged into the project's parameters (e.g. ``phase3: {use_advisor:
+false, llm_weight: 0.0}`` for RL only). A *trial* is one configuration at one seed: the
+seed replaces ``phase2.ppo.seed`` and ``phase3.ppo.seed``. Trials of one seed whose
+Phase 2 parameters are equal share one Phase 2 training (a *stage*).
 
-Every trial has a key: a hash of the experiment's name, the configuration's
-name, agent and resolved parameters (less :data:`IGNORED_KEYS`), the seed, a
-fingerprint of the data and advisor it trains on, and :data:`TRIAL_FORMAT`. A rerun skips the trials whose key already has a
-finished MLflow run, so a changed parameter or dataset runs again and an
+Every trial has a key: a hash of the experiment's name, the configuration's name, agent
+and resolved parameters (less :data:`IGNORED_KEYS`), the seed, a fingerprint of the data
+and advisor it trains on, and :data:`TRIAL_FORMAT`. A rerun skips the trials whose key
+already has a finished MLflow run, so a changed parameter or dataset runs again and an
 unchanged one does not.
 """
 

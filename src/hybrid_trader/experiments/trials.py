@@ -186,7 +186,8 @@ def _flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 def train_and_backtest(trial: Trial, data: TrialData, stage_result: dict[str, Any], splits: tuple[str, ...],
-                       cost_multiple: float, work_dir: str) -> tuple[pd.DataFrame, dict[str, float], dict[str, Any], Any]:
+                       cost_multiple: float,
+                       work_dir: str) -> tuple[pd.DataFrame, dict[str, float], dict[str, Any], Any]:
     """The trial's work: its agent trained (Phase 3 from the stage's Phase 2 policy) and backtested.
 
     Returns:

@@ -4,7 +4,8 @@
 -> ``summarize_experiment`` (interquartile means, paired differences and probabilities of
 improvement with bootstrap intervals). Registered as ``experiments`` together with the
 upstream nodes it needs (data, features, split, the advisor's fine-tuning and
-pre-scoring); ``kedro run --nodes=summarize_experiment`` recomputes the summary alone.
+pre-scoring); ``kedro run --pipelines=experiments --nodes=summarize_experiment``
+recomputes the summary alone.
 """
 
 from kedro.pipeline import Node, Pipeline
