@@ -86,7 +86,7 @@ def test_backtest_metrics_of_two_hand_made_sessions():
 def test_earlier_runs_trials_are_found_in_mlflow_once_each(tmp_path):
     import mlflow
 
-    from hybrid_trader.evaluation.report import earlier_trial_sharpes, earlier_trials
+    from hybrid_trader.evaluation.report import earlier_trials
 
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -110,7 +110,7 @@ def test_earlier_runs_trials_are_found_in_mlflow_once_each(tmp_path):
             mlflow.log_metric(prefix + "test_1x/phase2/sharpe_daily", 0.9)  # this run: not earlier
             assert sorted(earlier_trials()) == [("hybrid", 0.3), ("lr.3e-4", 0.15), ("phase2", -0.1)]
             assert earlier_trials("test", 2.0) == [("hybrid", 0.2)] and earlier_trials("validation") == []
-            assert sorted(earlier_trial_sharpes()) == [-0.1, 0.15, 0.3]
+            assert sorted(sharpe for _, sharpe in earlier_trials()) == [-0.1, 0.15, 0.3]
         assert earlier_trials() == []  # no active run
     finally:
         mlflow.set_tracking_uri(previous)

@@ -22,7 +22,8 @@ from hybrid_trader.env.actions import N_ACTIONS, Action
 from hybrid_trader.features.registry import RTH_MINUTES
 from hybrid_trader.features.scaling import VOL_RATIO, FeatureScaler, session_vol_ratio
 
-__all__ = ["ADVISOR_MARKET_INPUTS", "FLAT_OPTIONS", "advisor_bar_features", "flat_states", "flat_states_at_buffers", "prescore"]
+__all__ = ["ADVISOR_MARKET_INPUTS", "FLAT_OPTIONS", "advisor_bar_features", "flat_states", "flat_states_at_buffers",
+           "prescore", "prescore_days"]
 
 FLAT_OPTIONS = tuple(sorted((int(Action.HOLD), int(Action.BUY), int(Action.SELL))))  # a flat account's answers
 ADVISOR_MARKET_INPUTS = ("sma50_slope", "adx14", "rsi14", "momentum30", "vwap_distance", "volatility_percentile", "atr14",
@@ -94,3 +95,12 @@ def prescore(advisor: Advisor, states: list[dict[str, Any]], batch_size: int = 1
         "scored": advisor.stats.model_queries - before_model,
         "seconds": time.perf_counter() - start,
     }
+
+
+def prescore_days(advisor: Advisor, bar_features: pd.DataFrame, days: Any, drawdown_limit: float,
+                  settings: dict[str, Any], max_prompts: int | None = None) -> dict[str, Any]:
+    """:func:`prescore` of the flat-account prompts of the sessions ``days`` (``settings``: the
+    advisor's ``prescore`` parameters)."""
+    rows = bar_features.loc[bar_features["session_date"].isin(days)]
+    return prescore(advisor, flat_states(rows, drawdown_limit), batch_size=settings["batch_size"],
+                    max_prompts=max_prompts, torch_threads=settings.get("torch_threads"))

@@ -10,7 +10,7 @@ import pandas as pd
 
 from hybrid_trader.evaluation.backtests import BASELINES, TABLE_COLUMNS, unique_trials
 
-__all__ = ["comparison_markdown", "earlier_trials", "earlier_trial_sharpes", "metric_key", "MLFLOW_FIGURES",
+__all__ = ["comparison_markdown", "earlier_trials", "metric_key", "MLFLOW_FIGURES",
            "mlflow_metrics"]
 
 _MONEY = {"net_pnl", "mean_daily_pnl", "max_drawdown", "average_win", "average_loss"}
@@ -108,8 +108,3 @@ def earlier_trials(split: str = "test", cost_multiple: float = 1.0) -> list[tupl
         if name and "/" not in name and name not in BASELINES:
             pairs += [(name, float(v)) for v in found[column] if pd.notna(v)]
     return unique_trials(pairs)
-
-
-def earlier_trial_sharpes(split: str = "test", cost_multiple: float = 1.0) -> list[float]:
-    """The daily Sharpe ratios of :func:`earlier_trials`."""
-    return [sharpe for _, sharpe in earlier_trials(split, cost_multiple)]

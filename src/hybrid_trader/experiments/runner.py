@@ -30,7 +30,9 @@ import mlflow
 from tqdm.auto import tqdm
 
 from hybrid_trader.experiments.spec import Stage, Trial
-from hybrid_trader.experiments.trials import TRIAL_TAGS, Tracking, TrialData, run_trial, train_stage
+from hybrid_trader.experiments.trials import (
+    TRIAL_TAGS, Tracking, TrialData, run_trial, train_stage, trial_identity,
+)
 
 __all__ = ["connect_ray", "ProgressBoard", "completed_trials", "run_trials", "close_orphan_runs",
            "BOARD_NAMESPACE", "board_name"]
@@ -143,8 +145,7 @@ def _running_count(ray: Any, board: Any) -> int | str:
 
 
 def _failure(trial: Trial, error: BaseException) -> dict[str, Any]:
-    return {"key": trial.key, "configuration": trial.configuration.name, "agent": trial.configuration.agent,
-            "evaluated_agent": trial.evaluated_agent, "seed": trial.seed, "status": "failed",
+    return {**trial_identity(trial), "status": "failed",
             "error": f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}",
             "figures": {}, "sessions": []}
 

@@ -35,7 +35,8 @@ import pandas as pd
 
 from hybrid_trader.experiments.spec import Stage, Trial
 
-__all__ = ["TrialData", "Tracking", "train_stage", "train_and_backtest", "run_trial", "TRIAL_TAGS", "trial_figures"]
+__all__ = ["TrialData", "Tracking", "train_stage", "train_and_backtest", "run_trial", "TRIAL_TAGS", "trial_figures",
+           "trial_identity"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,18 +126,17 @@ def trial_figures(agent_episodes: pd.DataFrame, agent_steps: pd.DataFrame, split
                   data: TrialData, oracle_episodes: pd.DataFrame | None = None) -> dict[str, float]:
     """The trial's figures on one split (see the module docstring), from its backtest (and, on a planted
     market, the oracle's backtest of the same sessions)."""
-    from hybrid_trader.evaluation.apex import FIGURES as APEX_FIGURES, apex_figures, apex_settings
+    from hybrid_trader.evaluation.apex import FIGURES as APEX_FIGURES, apex_settings
     from hybrid_trader.evaluation.backtests import backtest_metrics
     from hybrid_trader.evaluation.learning import learning_figures, split_directions
     from hybrid_trader.market_data.synthetic import PlantedEdge
 
-    start = float(params["environment"]["engine"]["starting_balance"])
-    metrics = backtest_metrics(agent_episodes, agent_steps, start, data.regimes)
-    figures = {f"{split}_{name}": float(metrics[name]) for name in
-               ("mean_daily_pnl", "net_pnl", "sharpe_daily", "max_drawdown", "apex_breaches", "trades_per_day")}
-    rules, estimation = apex_settings(params["evaluation"].get("apex_evaluation"), params["environment"]["engine"])
-    apex = apex_figures(agent_episodes, agent_steps, rules, estimation)
-    figures.update({f"{split}_apex_{name}": float(apex[name]) for name in APEX_FIGURES})
+    engine = params["environment"]["engine"]
+    metrics = backtest_metrics(agent_episodes, agent_steps, float(engine["starting_balance"]), data.regimes,
+                               apex=apex_settings(params["evaluation"].get("apex_evaluation"), engine))
+    names = ("mean_daily_pnl", "net_pnl", "sharpe_daily", "max_drawdown", "apex_breaches", "trades_per_day",
+             *(f"apex_{name}" for name in APEX_FIGURES))
+    figures = {f"{split}_{name}": float(metrics[name]) for name in names}
     edge = PlantedEdge.from_params(params["evaluation"].get("planted_edge"))
     if edge is not None:
         directions = split_directions(data.clean_bars, data.model_input_features, split, edge)
@@ -236,9 +236,8 @@ def run_trial(trial: Trial, data: TrialData, stage_result: dict[str, Any], track
             board.started.remote(trial.key, os.getpid(), node_id, trial.name)
         sessions, figures, training, policy = execute(trial, data, stage_result, splits, cost_multiple, work_dir)
         record = {
-            "key": trial.key, "configuration": trial.configuration.name, "agent": trial.configuration.agent,
-            "evaluated_agent": trial.evaluated_agent, "seed": trial.seed, "status": "finished",
-            "figures": figures, "sessions": json.loads(sessions.to_json(orient="records", date_format="iso")),
+            **trial_identity(trial), "status": "finished", "figures": figures,
+            "sessions": json.loads(sessions.to_json(orient="records", date_format="iso")),
             "run_id": run.info.run_id if run else None, "node_id": node_id, "pid": os.getpid(),
             "seconds": time.perf_counter() - started,
         }
@@ -253,6 +252,12 @@ def run_trial(trial: Trial, data: TrialData, stage_result: dict[str, Any], track
     finally:
         if board is not None:
             board.finished.remote(trial.key)
+
+
+def trial_identity(trial: Trial) -> dict[str, Any]:
+    """The fields that name a trial in its record (finished or failed)."""
+    return {"key": trial.key, "configuration": trial.configuration.name, "agent": trial.configuration.agent,
+            "evaluated_agent": trial.evaluated_agent, "seed": trial.seed}
 
 
 def _start_run(trial: Trial, tracking: Tracking):

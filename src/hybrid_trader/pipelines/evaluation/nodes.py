@@ -10,7 +10,7 @@ import pandas as pd
 from hybrid_trader.advisor.advisor import Advisor
 from hybrid_trader.advisor.cache import AdviceCache
 from hybrid_trader.advisor.finetune import with_adapter
-from hybrid_trader.advisor.prescore import flat_states, prescore
+from hybrid_trader.advisor.prescore import prescore_days
 from hybrid_trader.agents.phase3 import Phase3Config
 from hybrid_trader.evaluation.apex import apex_settings
 from hybrid_trader.evaluation.backtests import BacktestSetup, add_deflated_sharpe, backtest_metrics, run_agent
@@ -53,10 +53,8 @@ def backtest_agents(
     splits = list(evaluation_params["splits"])
     if evaluation_params["prescore_advice"]:  # the advisor's answers for these days' flat prompts
         days = model_input_features.loc[model_input_features["split"].isin(splits), "session_date"].unique()
-        rows = bar_features.loc[bar_features["session_date"].isin(days)]
-        counts = prescore(advisor, flat_states(rows, environment_params["engine"]["drawdown_limit"]),
-                          batch_size=advisor_params["prescore"]["batch_size"],
-                          torch_threads=advisor_params["prescore"].get("torch_threads"))
+        counts = prescore_days(advisor, bar_features, days, environment_params["engine"]["drawdown_limit"],
+                               advisor_params["prescore"])
         logger.info("Evaluation: %d new flat prompts of %s days scored in %.1f s", counts["scored"],
                     "/".join(splits), counts["seconds"])
     setup = BacktestSetup(clean_bars, model_input_features, bar_features, contract_from_spec(market_spec),

@@ -14,7 +14,7 @@ import pandas as pd
 from hybrid_trader.advisor.advisor import Advisor
 from hybrid_trader.advisor.cache import AdviceCache
 from hybrid_trader.advisor.finetune import with_adapter
-from hybrid_trader.advisor.prescore import flat_states, prescore
+from hybrid_trader.advisor.prescore import prescore_days
 from hybrid_trader.evaluation.seed_stats import summarize_trials, summary_figure, summary_markdown
 from hybrid_trader.experiments.runner import connect_ray, run_trials
 from hybrid_trader.experiments.spec import ExperimentSpec, fingerprint
@@ -22,6 +22,18 @@ from hybrid_trader.experiments.trials import Tracking, TrialData
 from hybrid_trader.market_data.synthetic import PlantedEdge, check_planted_labels
 
 logger = logging.getLogger(__name__)
+
+
+# The columns of the trials table that name a trial; every other column is a figure.
+IDENTITY_COLUMNS = ("configuration", "seed", "status", "agent", "key", "run_id", "node_id", "resumed", "error")
+
+
+def _sections(environment: dict[str, Any], phase2: dict[str, Any], phase3: dict[str, Any], advisor: dict[str, Any],
+              evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The parameter sections a configuration may override (``PARAMETER_SECTIONS`` of
+    :mod:`hybrid_trader.experiments.spec`)."""
+    return {"environment": environment, "phase2": phase2, "phase3": phase3, "advisor": advisor,
+            "evaluation": evaluation}
 
 
 def _tracking(experiment: str) -> Tracking:
@@ -77,8 +89,7 @@ def run_experiment(
     Returns:
         One record per trial (``status`` finished or failed, figures, held-out sessions).
     """
-    base = {"environment": environment_params, "phase2": phase2_params, "phase3": phase3_params,
-            "advisor": advisor_params, "evaluation": evaluation_params}
+    base = _sections(environment_params, phase2_params, phase3_params, advisor_params, evaluation_params)
     spec = ExperimentSpec.from_params(experiments_params, base)
     check_planted_labels(PlantedEdge.from_params(evaluation_params.get("planted_edge")),
                          synthetic_day_regimes["regime"])
@@ -128,10 +139,8 @@ def _prescore_days(advice_cache: AdviceCache, advisor_bar_features: pd.DataFrame
     advisor = Advisor.from_params(with_adapter(advisor_params, advisor_adapter), cache=advice_cache)
     try:
         days = day_splits.loc[day_splits["split"].isin(splits), "session_date"]
-        rows = advisor_bar_features.loc[advisor_bar_features["session_date"].isin(days)]
-        settings = advisor_params["prescore"]
-        counts = prescore(advisor, flat_states(rows, environment_params["engine"]["drawdown_limit"]),
-                          batch_size=settings["batch_size"], torch_threads=settings.get("torch_threads"))
+        counts = prescore_days(advisor, advisor_bar_features, days, environment_params["engine"]["drawdown_limit"],
+                               advisor_params["prescore"])
         logger.info("Experiment: %d new flat prompts of %s days scored in %.1f s", counts["scored"],
                     "/".join(splits), counts["seconds"])
     finally:
@@ -151,16 +160,14 @@ def summarize_experiment(experiment_trials: list[dict[str, Any]], environment_pa
                          evaluation_params: dict[str, Any], experiments_params: dict[str, Any]):
     """Statistics across seeds (:mod:`hybrid_trader.evaluation.seed_stats`): JSON, Markdown, a plot of
     the headline figure, and the IQMs and paired differences as MLflow metrics."""
-    base = {"environment": environment_params, "phase2": phase2_params, "phase3": phase3_params,
-            "advisor": advisor_params, "evaluation": evaluation_params}
+    base = _sections(environment_params, phase2_params, phase3_params, advisor_params, evaluation_params)
     spec = ExperimentSpec.from_params(experiments_params, base)
     table = trials_table(experiment_trials)
     finished = table.loc[table["status"] == "finished"]
     if finished.empty:
         failures = "; ".join(f"{r['configuration']}/seed{r['seed']}: {r.get('error')}" for r in experiment_trials)
         raise RuntimeError(f"Experiment {spec.name}: no trial finished, nothing to summarize ({failures})")
-    identity = {"configuration", "seed", "status", "agent", "key", "run_id", "node_id", "resumed", "error"}
-    metrics = [c for c in table.columns if c not in identity]
+    metrics = [c for c in table.columns if c not in IDENTITY_COLUMNS]
     stats = experiments_params.get("statistics") or {}
     summary = summarize_trials(finished, metrics, spec.comparisons(), confidence=float(stats.get("confidence", 0.95)),
                                n_resamples=int(stats.get("n_resamples", 2000)), seed=int(stats.get("seed", 0)))

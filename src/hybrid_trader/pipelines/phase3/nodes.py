@@ -19,7 +19,7 @@ from hybrid_trader.advisor.labels import (
 )
 from hybrid_trader.advisor.prompts import PromptBuilder
 from hybrid_trader.advisor.cache import AdviceCache
-from hybrid_trader.advisor.prescore import FLAT_OPTIONS, flat_states, prescore
+from hybrid_trader.advisor.prescore import FLAT_OPTIONS, prescore_days
 from hybrid_trader.advisor.worker import AsyncAdvisor, ProcessAdvisor
 from hybrid_trader.agents.backtest import backtest_env_count, summarize
 from hybrid_trader.agents.health import HealthCheckFailed, health_notes, health_report, measure, render_markdown
@@ -111,11 +111,9 @@ def prepare_advisor(bar_features: pd.DataFrame, day_splits: pd.DataFrame, advice
     advisor_params = with_adapter(advisor_params, advisor_adapter)
     advisor = Advisor.from_params(advisor_params, cache=advice_cache)
     development = day_splits.loc[day_splits["split"].isin(["train", "validation"]), "session_date"]
-    rows = bar_features.loc[bar_features["session_date"].isin(development)]
-    states = flat_states(rows, environment_params["engine"]["drawdown_limit"])
     settings = advisor_params["prescore"]
-    counts = prescore(advisor, states, batch_size=settings["batch_size"], max_prompts=settings["max_prompts"],
-                      torch_threads=settings.get("torch_threads"))
+    counts = prescore_days(advisor, bar_features, development, environment_params["engine"]["drawdown_limit"],
+                           settings, max_prompts=settings["max_prompts"])
     report = {
         "model": advisor.backend.identity,
         "device": advisor.backend.device,
